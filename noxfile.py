@@ -1,0 +1,47 @@
+"""Sessions: `nox` runs lint, the core tests without TensorFlow and the full suite."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests_core", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = None  # the interpreter nox runs on (>= 3.10)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Runs every test, TensorFlow ones included."""
+    session.install(".[test,tensorflow]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests_core(session: nox.Session) -> None:
+    """Installs kerasgen WITHOUT TensorFlow and runs the core tests."""
+    session.install(".[test]")
+    session.run(
+        "python",
+        "-c",
+        "import importlib.util as u, sys; "
+        "sys.exit('tensorflow must not be installed here' if u.find_spec('tensorflow') else 0)",
+    )
+    session.run("pytest", "tests/core", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Runs ruff on everything and mypy (strict on balanced_sampler)."""
+    session.install(".[lint,test]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "balanced_sampler")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Runs the benchmarks and prints their tables (slow: minutes)."""
+    session.install(".[tensorflow]", "pillow", "scikit-learn")
+    for script in ("bench_sampler.py", "bench_indexing.py", "bench_pipeline.py"):
+        session.run("python", f"benchmarks/{script}", *session.posargs)
