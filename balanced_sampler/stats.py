@@ -1,0 +1,177 @@
+"""How good a plan is for metric learning: the figures of DESIGN.md section 5."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from balanced_sampler._checks import as_labels, check_int
+
+_FIELDS_DOC = {
+    "num_batches": "batches in the plan",
+    "exact_pxk_fraction": "batches of exactly P distinct classes x exactly K images",
+    "triplet_valid_fraction": (
+        "batch entries with another distinct image of their class and an image of "
+        "another class in their batch"
+    ),
+    "coverage": "distinct samples in the plan / N",
+    "exactly_once_fraction": "samples that appear exactly once / N",
+    "max_repeats": "most times any sample appears",
+    "in_batch_duplicates": "entries that repeat a sample already in their batch",
+}
+
+
+@attrs.frozen
+class PlanStats:
+    """Quality figures of one epoch's plan.
+
+    Attributes:
+        num_batches: Batches in the plan.
+        exact_pxk_fraction: Fraction of batches with exactly P distinct
+            classes of exactly K images each.
+        triplet_valid_fraction: Fraction of batch entries whose batch holds
+            another distinct image of their class and an image of another
+            class (the entry can anchor a triplet).
+        coverage: Distinct samples in the plan divided by N.
+        exactly_once_fraction: Samples appearing exactly once, divided by N.
+        max_repeats: The most times any sample appears in the plan.
+        in_batch_duplicates: Entries that repeat a sample already in their
+            batch.
+    """
+
+    num_batches: int
+    exact_pxk_fraction: float
+    triplet_valid_fraction: float
+    coverage: float
+    exactly_once_fraction: float
+    max_repeats: int
+    in_batch_duplicates: int
+
+    def as_dict(self) -> dict[str, float]:
+        """Returns the figures as a plain dict."""
+        return attrs.asdict(self)
+
+    def __str__(self) -> str:
+        """Formats the figures as a two-column table."""
+        rows = []
+        for name, value in attrs.asdict(self).items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            rows.append(f"{name:<24} {shown:>10}   {_FIELDS_DOC[name]}")
+        return "\n".join(rows)
+
+
+def plan_stats(
+    plan: Sequence[npt.ArrayLike],
+    labels: npt.ArrayLike,
+    num_classes_per_batch: int,
+    num_images_per_class: int,
+) -> PlanStats:
+    """Measures a plan: the figures of DESIGN.md section 5.
+
+    Works for any plan given as batches of sample indices, so the same
+    figures can be printed for other samplers.
+
+    Args:
+        plan: The batches of one epoch, each a sequence of sample indices.
+        labels: One integer label per sample (N labels).
+        num_classes_per_batch: P.
+        num_images_per_class: K.
+
+    Returns:
+        A `PlanStats`.
+
+    Raises:
+        ValueError: If the plan is empty or holds an index outside `[0, N)`.
+    """
+    labels_array = as_labels(labels)
+    p = check_int("num_classes_per_batch", num_classes_per_batch, minimum=1)
+    k = check_int("num_images_per_class", num_images_per_class, minimum=1)
+    n = len(labels_array)
+    batches = [np.asarray(batch, dtype=np.int64).reshape(-1) for batch in plan]
+    if not batches:
+        raise ValueError("`plan` is empty: it has no batch to measure.")
+    sizes = np.array([len(batch) for batch in batches], dtype=np.int64)
+    flat = np.concatenate(batches)
+    if flat.size and (flat.min() < 0 or flat.max() >= n):
+        raise ValueError(
+            f"`plan` holds sample indices outside [0, {n}): "
+            f"min {int(flat.min())}, max {int(flat.max())}"
+        )
+    batch_of = np.repeat(np.arange(len(batches), dtype=np.int64), sizes)
+    _, classes = np.unique(labels_array, return_inverse=True)
+    cls = classes.reshape(-1)[flat].astype(np.int64)
+    num_classes = int(cls.max()) + 1 if cls.size else 1
+
+    # Entries, distinct images and classes per batch.
+    entry_key = batch_of * n + flat
+    unique_entries, first = np.unique(entry_key, return_index=True)
+    duplicates = int(len(flat) - len(unique_entries))
+    distinct_batch = unique_entries // n
+    distinct_class = cls[first]
+    pair = distinct_batch * num_classes + distinct_class
+    pair_keys, distinct_per_pair = np.unique(pair, return_counts=True)
+    entries_per_pair = np.bincount(
+        np.searchsorted(pair_keys, batch_of * num_classes + cls), minlength=len(pair_keys)
+    )
+    pair_batch = pair_keys // num_classes
+    classes_per_batch = np.bincount(pair_batch, minlength=len(batches))
+
+    # Exact P x K: P distinct classes, each with exactly K entries (padding counts
+    # as entries; it shows up in `in_batch_duplicates`).
+    good_pair = entries_per_pair == k
+    good_pairs_per_batch = np.bincount(pair_batch, weights=good_pair, minlength=len(batches))
+    exact = (classes_per_batch == p) & (good_pairs_per_batch == p)
+
+    # Triplet-valid entries.
+    entry_pair = np.searchsorted(pair_keys, batch_of * num_classes + cls)
+    valid = (distinct_per_pair[entry_pair] >= 2) & (classes_per_batch[batch_of] >= 2)
+
+    counts = np.bincount(flat, minlength=n)
+    return PlanStats(
+        num_batches=len(batches),
+        exact_pxk_fraction=float(exact.mean()),
+        triplet_valid_fraction=float(valid.mean()) if valid.size else 0.0,
+        coverage=float(np.count_nonzero(counts) / n),
+        exactly_once_fraction=float(np.count_nonzero(counts == 1) / n),
+        max_repeats=int(counts.max()),
+        in_batch_duplicates=duplicates,
+    )
+
+
+def coverage_ceiling(
+    class_sizes: npt.ArrayLike,
+    num_batches: int,
+    num_images_per_class: int,
+    num_classes_per_batch: int,
+) -> float:
+    """The highest coverage any exact P x K plan of `num_batches` batches can reach.
+
+    A plan of B exact P x K batches shows B * P groups of K images, at most
+    one group of a class per batch. A class's first floor(n_c / K) groups each
+    show K new images, one more group shows its n_c mod K remaining images,
+    and further groups show nothing new; the best plan spends the B * P groups
+    on the largest gains.
+
+    Args:
+        class_sizes: Images per class (classes that may be chosen).
+        num_batches: B, batches per epoch.
+        num_images_per_class: K.
+        num_classes_per_batch: P.
+
+    Returns:
+        The largest possible number of distinct samples per epoch divided by
+        the total of `class_sizes`.
+    """
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    k = num_images_per_class
+    full = np.minimum(sizes // k, num_batches)
+    budget = num_batches * num_classes_per_batch
+    full_groups = int(full.sum())
+    if full_groups >= budget:
+        return budget * k / float(sizes.sum())
+    rest = np.where(full < num_batches, sizes - full * k, 0)
+    gains = np.sort(rest[rest > 0])[::-1][: budget - full_groups]
+    return (full_groups * k + int(gains.sum())) / float(sizes.sum())
