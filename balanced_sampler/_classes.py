@@ -103,18 +103,21 @@ def segment_ids(lengths: I64) -> I64:
     return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
 
 
-def sort_within_segments(segment: I64, keys: npt.NDArray[np.uint64]) -> I64:
-    """Returns the order that sorts elements by (segment, key).
+def sort_within_segments(segment: I64, keys: npt.NDArray[np.uint64], *, key_width: int = 64) -> I64:
+    """Returns the order that sorts elements by (segment, key, position).
 
-    The segment, the key's high bits and the element's position are packed
-    into one unique 64-bit word, so a plain (fast, unstable) sort gives the
-    same order with any numpy version and CPU. When too few bits are left for
-    the key (more than 2**48 elements and segments together), a stable
-    lexicographic sort is used instead.
+    The segment, the key and the element's position are packed into one
+    unique 64-bit word, so a plain (fast, unstable) sort gives the same order
+    with any numpy version and CPU.
 
     Args:
-        segment: Non-negative segment number of every element.
-        keys: A uint64 random key per element.
+        segment: Non-negative segment number of every element. Overwritten
+            (used as scratch space to keep memory low).
+        keys: A uint64 key per element. Overwritten too.
+        key_width: How many low bits of the keys are significant. Full-width
+            random keys (64) may lose low bits to the packing; narrower keys
+            are kept whole, or sorted with a stable lexicographic sort when
+            they do not fit.
 
     Returns:
         The int64 permutation that orders elements by segment, then key,
@@ -126,13 +129,23 @@ def sort_within_segments(segment: I64, keys: npt.NDArray[np.uint64]) -> I64:
     segment_bits = max(int(segment.max()).bit_length(), 1)
     index_bits = max((size - 1).bit_length(), 1)
     key_bits = 64 - segment_bits - index_bits
-    if key_bits < 16:
+    if key_width == 64 and key_bits >= 16:
+        keys >>= np.uint64(64 - key_bits)
+    elif key_width > key_bits:
         return np.lexsort((keys, segment)).astype(np.int64, copy=False)
-    packed = segment.astype(np.uint64)
-    packed <<= np.uint64(key_bits)
-    packed |= keys >> np.uint64(64 - key_bits)
-    packed <<= np.uint64(index_bits)
-    packed |= np.arange(size, dtype=np.uint64)
+    packed = np.arange(size, dtype=np.uint64)
+    keys <<= np.uint64(index_bits)
+    packed |= keys
+    high = segment.view(np.uint64)
+    high <<= np.uint64(key_bits + index_bits)
+    packed |= high
     packed.sort()
     packed &= np.uint64((1 << index_bits) - 1)
     return packed.view(np.int64)
+
+
+def key_bits_available(num_segments: int, size: int) -> int:
+    """How many key bits `sort_within_segments` keeps whole for this shape."""
+    segment_bits = max((num_segments - 1).bit_length(), 1)
+    index_bits = max((size - 1).bit_length(), 1)
+    return 64 - segment_bits - index_bits

@@ -3,20 +3,24 @@
 Each class gets a quota of groups per epoch from its weight, by largest
 remainder, capped at one group per batch. Quotas are the same every epoch
 except for classes tied at the rounding cut-off, which take the extra groups
-in a seeded rotation; so how many groups a class has shown before any epoch
-has a closed form, and any epoch is planned without planning the ones before.
+in a seeded rotation; so what a class has shown before any epoch has a closed
+form, and any epoch is planned without planning the ones before.
 
-Each class walks a stream of its images: its pass number k over the class is
-a seeded permutation of the class. Epoch e shows the stream positions
-[Q_c(e) K, Q_c(e + 1) K), where Q_c(e) counts the groups shown before epoch e,
-so images come back in rotation across epochs. A window that crosses from one
-pass into the next takes the end of the old pass and, from the new pass, the
-first images that are not already in the window (so an epoch shows
-min(n_c, quota_c K) distinct images of the class; images taken ahead are shown
-again next epoch, none is skipped). The epoch's images of a class are then
-shuffled into groups; a class smaller than its window repeats cyclically, each
-distinct image before any repeat, so no group holds an image twice unless the
-class has fewer than K images.
+An epoch shows a class's window of w = quota * K images: every image
+floor(w / n) times, plus a partial set of w mod n images. Partial sets walk a
+stream of passes over the class: pass m orders the images by a fixed seeded
+base rank plus a seeded jitter of at most D ranks, and epoch e takes the next
+w mod n positions of that stream. Because no image moves more than D ranks
+between passes (D is set from the largest partial size), an image's two
+appearances in consecutive passes are at least that far apart, so a partial
+set never holds an image twice, every pass shows each image exactly once, and
+counts over any number of epochs differ by at most one between images of a
+class. The jitter reshuffles each pass, strongly when partial sets are small.
+
+The epoch's images of a class are shuffled into groups (partial set first,
+then the rest, repeated cyclically), so no group holds an image twice unless
+the class has fewer than K images; then each distinct image comes before any
+repeat.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from balanced_sampler._classes import (
     I64,
     ClassIndex,
     expand_ranges,
+    key_bits_available,
     segment_arange,
     segment_ids,
     sort_within_segments,
 )
 from balanced_sampler._random import (
+    STREAM_BASE_ORDER,
     STREAM_BATCH_ORDER,
     STREAM_CLASS_ORDER,
     STREAM_CYCLE,
@@ -192,65 +198,113 @@ def compute_quotas(
     return _round(base + floor, remainder, budget - int((base + floor).sum()), seed)
 
 
-def _cycle_permutations(
-    sizes: I64, pair_class: I64, pair_cycle: I64, *, shuffle: bool, seed: int
-) -> tuple[I64, I64]:
-    """Returns the permutations of the given (class, pass) pairs.
+def base_ranks(index: ClassIndex, *, shuffle: bool, seed: int) -> npt.NDArray[np.int32]:
+    """Returns every sample's fixed rank inside its class, by member slot.
+
+    Args:
+        index: The class index.
+        shuffle: False keeps sample order.
+        seed: The sampler's seed.
 
     Returns:
-        `(perm, starts)`: `perm[starts[i] + j]` is the class-local index of
-        the image at position j of pass `pair_cycle[i]` over class
-        `pair_class[i]`.
+        An int32 array: `ranks[j]` is the rank of `index.members[j]`.
     """
-    lengths = sizes[pair_class]
-    local = segment_arange(lengths)
-    starts = np.cumsum(lengths) - lengths
     if not shuffle:
-        return local, starts
-    segment = segment_ids(lengths)
-    keys = hash_segmented(seed, STREAM_CYCLE, segment, local, pair_class, pair_cycle)
-    order = sort_within_segments(segment, keys)
-    del keys, segment
-    return local[order], starts
+        return segment_arange(index.sizes).astype(np.int32)
+    keys = hash_keys(seed, STREAM_BASE_ORDER, index.members)
+    order = sort_within_segments(segment_ids(index.sizes), keys)
+    del keys
+    ranks = np.empty(index.num_samples, dtype=np.int32)
+    ranks[order] = segment_arange(index.sizes)
+    return ranks
 
 
-def _mark_partial_images(
-    index: ClassIndex, start: I64, length: I64, *, shuffle: bool, seed: int
-) -> npt.NDArray[np.bool_]:
-    """Marks the images of every class's stream window [start, start + length).
+def _partial_windows(quotas: Quotas, sizes: I64, k: int, epoch: int) -> tuple[I64, I64, I64]:
+    """Returns each class's partial window: stream start, length and jitter D."""
+    low = (quotas.base * k) % sizes
+    high = ((quotas.base + 1) * k) % sizes
+    tied = quotas.tie_rank >= 0
+    extras_before = quotas.shown_before(epoch) - epoch * quotas.base
+    extra_now = quotas.of_epoch(epoch) > quotas.base
+    start = (epoch - extras_before) * low + extras_before * high
+    length = np.where(extra_now, high, low)
+    largest = np.where(tied, np.maximum(low, high), low)
+    return start, length, (sizes - largest + 1) // 2
 
-    `length` is below the class size; a window that crosses into the next pass
-    is completed with that pass's first images not already marked.
+
+def _pass_orders(
+    index: ClassIndex,
+    ranks: npt.NDArray[np.int32],
+    pair_class: I64,
+    pair_pass: I64,
+    jitter: I64,
+    *,
+    seed: int,
+) -> tuple[I64, I64]:
+    """Returns the member slots of the given (class, pass) pairs in pass order.
+
+    Pass m of class c orders its images by `rank * R + floor(D * R * u)`, `u`
+    a seeded uniform per (c, m, image): an image moves at most D ranks.
+
+    Returns:
+        `(slots, starts)`: `slots[starts[i] + j]` is the member slot at
+        position j of pair i's pass.
     """
-    sizes, offsets = index.sizes, index.offsets
+    lengths = index.sizes[pair_class]
+    starts = np.cumsum(lengths) - lengths
+    segment = segment_ids(lengths)
+    slots = expand_ranges(index.offsets[pair_class], lengths)
+    span = int((lengths + jitter).max())
+    available = key_bits_available(len(pair_class), len(slots))
+    # Jitter resolution: as fine as the packed sort key and uint64 products allow.
+    resolution = max(0, min(24, available - span.bit_length(), 40 - span.bit_length()))
+    keys = hash_segmented(seed, STREAM_CYCLE, segment, slots, pair_class, pair_pass)
+    keys >>= np.uint64(40)
+    keys *= (jitter << resolution).astype(np.uint64)[segment]
+    keys >>= np.uint64(24)
+    base = ranks[slots].astype(np.uint64)
+    base <<= np.uint64(resolution)
+    keys += base
+    del base
+    width = max(((span << resolution) - 1).bit_length(), 1)
+    order = sort_within_segments(segment, keys, key_width=width)
+    del keys, segment
+    return slots[order], starts
+
+
+def _mark_partial_sets(
+    index: ClassIndex,
+    ranks: npt.NDArray[np.int32],
+    start: I64,
+    length: I64,
+    jitter: I64,
+    *,
+    seed: int,
+) -> npt.NDArray[np.bool_]:
+    """Marks every class's stream positions [start, start + length)."""
     marked = np.zeros(index.num_samples, dtype=bool)
     classes = np.flatnonzero(length > 0)
-    n = sizes[classes]
-    cycle, at = np.divmod(start[classes], n)
-    perm, perm_start = _cycle_permutations(sizes, classes, cycle, shuffle=shuffle, seed=seed)
-    first = np.minimum(length[classes], n - at)
-    taken = np.repeat(perm_start + at, first) + segment_arange(first)
-    marked[np.repeat(offsets[classes], first) + perm[taken]] = True
-
-    cross = length[classes] > first
-    if cross.any():
-        c = classes[cross]
-        need = length[c] - first[cross]
-        perm, perm_start = _cycle_permutations(
-            sizes, c, cycle[cross] + 1, shuffle=shuffle, seed=seed
-        )
-        segment = segment_ids(sizes[c])
-        slot = offsets[c][segment] + perm
-        fresh = ~marked[slot]
-        count = np.cumsum(fresh)
-        before = np.concatenate([[0], count])[perm_start][segment]
-        marked[slot[fresh & (count - before <= need[segment])]] = True
+    if len(classes) == 0:
+        return marked
+    n = index.sizes[classes]
+    first_pass, at = np.divmod(start[classes], n)
+    # Positions [at, at + length) of the first pass, then [0, rest) of the next.
+    take_first = np.minimum(length[classes], n - at)
+    rest = length[classes] - take_first
+    crossing = rest > 0
+    pair_class = np.concatenate([classes, classes[crossing]])
+    pair_pass = np.concatenate([first_pass, first_pass[crossing] + 1])
+    begin = np.concatenate([at, np.zeros(int(crossing.sum()), dtype=np.int64)])
+    count = np.concatenate([take_first, rest[crossing]])
+    slots, starts = _pass_orders(index, ranks, pair_class, pair_pass, jitter[pair_class], seed=seed)
+    marked[slots[expand_ranges(starts + begin, count)]] = True
     return marked
 
 
 def plan_epoch(
     index: ClassIndex,
     quotas: Quotas,
+    ranks: npt.NDArray[np.int32],
     num_batches: int,
     p: int,
     k: int,
@@ -264,6 +318,7 @@ def plan_epoch(
     Args:
         index: The class index of the labels.
         quotas: The class quotas (classes with no quota are never chosen).
+        ranks: Every sample's base rank in its class, from `base_ranks`.
         num_batches: Batches in the epoch (global, before sharding).
         p: `num_classes_per_batch`.
         k: `num_images_per_class`.
@@ -277,8 +332,10 @@ def plan_epoch(
     """
     sizes, offsets = index.sizes, index.offsets
     window = quotas.of_epoch(epoch) * k
-    start = quotas.shown_before(epoch) * k
-    marked = _mark_partial_images(index, start, window % sizes, shuffle=shuffle, seed=seed)
+    start, length, jitter = _partial_windows(quotas, sizes, k, epoch)
+    if not shuffle:
+        jitter = np.zeros_like(jitter)
+    marked = _mark_partial_sets(index, ranks, start, length, jitter, seed=seed)
 
     # The epoch's images of each active class: marked ones first, shuffled.
     # (In-place steps and early `del`s keep planning memory low.)

@@ -27,9 +27,10 @@ _S31 = np.uint64(31)
 STREAM_IMAGE_ORDER = 1  # exhaustive mode: order of a class's images in an epoch
 STREAM_CLASS_ORDER = 2  # order in which classes are dealt into batches
 STREAM_BATCH_ORDER = 3  # order of the batches of an epoch
-STREAM_CYCLE = 4  # fixed mode: a class's permutation for one pass over it
+STREAM_CYCLE = 4  # fixed mode: a class's jitter for one pass over it
 STREAM_GROUPING = 5  # fixed mode: how an epoch's images of a class form groups
 STREAM_TIES = 6  # fixed mode: rotation order of classes tied for an extra group
+STREAM_BASE_ORDER = 7  # fixed mode: a class's fixed base order of its images
 
 
 def draw_seed() -> int:

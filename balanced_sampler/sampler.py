@@ -77,10 +77,11 @@ class BalancedBatchSampler:
       K images; an epoch has `samples_per_epoch / (P * K)` batches. Each
       class gets a quota of groups from `class_weights` (by largest
       remainder, ties rotated by seed, at most one group per batch) and walks
-      its own seeded permutation, continued across epochs, so images come
-      back in rotation and an epoch shows `min(n_c, quota_c * K)` distinct
-      images of each class. Classes with fewer than K images follow
-      `small_classes`.
+      its own stream of seeded passes over its images, continued across
+      epochs: an epoch shows `min(n_c, quota_c * K)` distinct images of each
+      class, every pass shows each image once, and over any number of epochs
+      the images of a class are shown equally often, within one. Classes with
+      fewer than K images follow `small_classes`.
 
     It works as a PyTorch `batch_sampler` unchanged:
     `DataLoader(dataset, batch_sampler=BalancedBatchSampler(labels, 8, 4))`.
@@ -150,6 +151,7 @@ class BalancedBatchSampler:
     _index: ClassIndex = attrs.field(init=False)
     _global_batches: int = attrs.field(init=False)
     _quotas: _fixed.Quotas | None = attrs.field(init=False, default=None)
+    _ranks: np.ndarray[Any, np.dtype[np.int32]] | None = attrs.field(init=False, default=None)
     _next_epoch: int = attrs.field(init=False, default=0)
     _resume_batch: int = attrs.field(init=False, default=0)
     _position: tuple[int, int] | None = attrs.field(init=False, default=None)
@@ -186,6 +188,7 @@ class BalancedBatchSampler:
             self._check_enough_classes(int(np.count_nonzero(weights > 0)), what)
             self._global_batches = self._fixed_batch_count(index.sizes[weights > 0])
             self._quotas = self._compute_quotas(weights)
+            self._ranks = _fixed.base_ranks(index, shuffle=self.shuffle, seed=self.seed)
         if len(self) == 0:
             raise ValueError(
                 f"An epoch has {self._global_batches} batch(es), fewer than "
@@ -322,9 +325,11 @@ class BalancedBatchSampler:
         keep = np.arange(self.shard_index, len(self) * self.num_shards, self.num_shards)
         if self.safe_triplet:
             assert self._quotas is not None
+            assert self._ranks is not None
             table = _fixed.plan_epoch(
                 self._index,
                 self._quotas,
+                self._ranks,
                 self._global_batches,
                 p,
                 k,
@@ -437,6 +442,7 @@ class BalancedBatchSampler:
             object.__setattr__(self, "seed", seed)
             if self._quotas is not None:
                 self._quotas = self._compute_quotas(self._usable_weights())
+                self._ranks = _fixed.base_ranks(self._index, shuffle=self.shuffle, seed=seed)
         self._next_epoch, self._resume_batch, self._position = epoch, batch, None
 
     def __repr__(self) -> str:

@@ -254,3 +254,20 @@ def parts_reference(labels, p, k, shards, kwargs, epoch):
     return BalancedBatchSampler(
         labels, p, k, samples_per_epoch=probe.global_batches * p * k, **kwargs
     ).plan(epoch)
+
+
+@given(fixed_configs())
+@SETTINGS
+def test_fixed_counts_stay_within_one_between_images_of_a_class(config):
+    """Every pass shows each image once, so counts over any epochs differ by <= 1."""
+    labels, p, k, seed, samples, weights = config
+    sampler = BalancedBatchSampler(
+        labels, p, k, safe_triplet=True, seed=seed, samples_per_epoch=samples,
+        class_weights=weights,
+    )
+    counts = np.zeros(len(labels), dtype=np.int64)
+    for epoch in range(12):
+        np.add.at(counts, np.concatenate(sampler.plan(epoch)), 1)
+        for c in np.unique(labels):
+            mine = counts[labels == c]
+            assert mine.max() - mine.min() <= 1, (epoch, c, mine)
