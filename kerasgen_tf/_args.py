@@ -1,0 +1,467 @@
+"""Up-front validation of the arguments of the dataset functions.
+
+Every check runs before any file is listed or any tensor is built, and
+raises with a Keras-style message that ends with `Received: name=value`.
+This module imports neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeGuard
+
+import attrs
+
+__all__ = [
+    "COLOR_MODES",
+    "INTERPOLATIONS",
+    "LABEL_MODES",
+    "ImageOptions",
+    "SamplingOptions",
+    "check_bool",
+    "check_class_names",
+    "check_image_options",
+    "check_label_mode",
+    "check_sampling_options",
+]
+
+LABEL_MODES = ("int", "categorical", "binary", None)
+COLOR_MODES = {"grayscale": 1, "rgb": 3, "rgba": 4}
+INTERPOLATIONS = (
+    "bilinear",
+    "nearest",
+    "bicubic",
+    "area",
+    "lanczos3",
+    "lanczos5",
+    "gaussian",
+    "mitchellcubic",
+)
+DATA_FORMATS = ("channels_last", "channels_first")
+SUBSETS = ("training", "validation", "both")
+SPLIT_BY = ("samples", "classes")
+SMALL_CLASS_POLICIES = ("pad", "drop", "error")
+CLASS_WEIGHT_NAMES = ("proportional", "uniform")
+
+
+@attrs.frozen
+class ImageOptions:
+    """How every image is read, decoded and resized (validated)."""
+
+    image_size: tuple[int, int]
+    num_channels: int
+    interpolation: str
+    crop_to_aspect_ratio: bool
+    pad_to_aspect_ratio: bool
+    data_format: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The shape of one output image, in `data_format` order."""
+        height, width = self.image_size
+        if self.data_format == "channels_first":
+            return (self.num_channels, height, width)
+        return (height, width, self.num_channels)
+
+
+@attrs.frozen
+class SamplingOptions:
+    """How batches are planned and the data split (validated)."""
+
+    num_classes_per_batch: int
+    num_images_per_class: int
+    shuffle: bool
+    seed: int | None
+    validation_split: float | None
+    subset: Literal["training", "validation", "both"] | None
+    safe_triplet: bool
+    samples_per_epoch: int | None
+    class_weights: Any
+    small_classes: str
+    split_by: Literal["samples", "classes"]
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the training / validation split.
+
+        Without shuffling, Keras splits deterministically and needs no seed;
+        the split here is always seeded, so a fixed one stands in.
+        """
+        return 0 if self.seed is None else self.seed
+
+
+def _is_int(value: object) -> TypeGuard[numbers.Integral]:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Returns `value` if it is a bool (numpy bools included), else raises.
+
+    Args:
+        name: The argument name, for the message.
+        value: The value to check.
+
+    Returns:
+        `value` as a Python bool.
+
+    Raises:
+        TypeError: If `value` is not a bool.
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if not _is_int(value):
+        raise TypeError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    if int(value) < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_label_mode(label_mode: object) -> str | None:
+    """Validates `label_mode` (one of "int", "categorical", "binary", None).
+
+    Args:
+        label_mode: The value to check.
+
+    Returns:
+        `label_mode`.
+
+    Raises:
+        ValueError: If `label_mode` is not one of the allowed values.
+    """
+    if label_mode is not None and not (isinstance(label_mode, str) and label_mode in LABEL_MODES):
+        raise ValueError(
+            '`label_mode` argument must be one of "int", "categorical", "binary", '
+            f"or None. Received: label_mode={label_mode!r}"
+        )
+    return label_mode
+
+
+def check_class_names(class_names: object) -> list[str] | None:
+    """Validates `class_names`: None or a list/tuple of distinct strings.
+
+    Args:
+        class_names: The value to check.
+
+    Returns:
+        A list copy of `class_names`, or None.
+
+    Raises:
+        TypeError: If it is not a list/tuple of strings.
+        ValueError: If a name is repeated.
+    """
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or not isinstance(class_names, (list, tuple)):
+        raise TypeError(
+            "`class_names` must be None or a list/tuple of class names. "
+            f"Received: class_names={class_names!r}"
+        )
+    names = list(class_names)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(
+            f"`class_names` must contain strings only. Received: class_names={class_names!r}"
+        )
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(
+            f"`class_names` must not repeat a name (repeated: {repeated}). "
+            f"Received: class_names={class_names!r}"
+        )
+    return names
+
+
+def _check_image_size(image_size: object) -> tuple[int, int]:
+    if _is_int(image_size):
+        size = (int(image_size), int(image_size))
+    elif (
+        isinstance(image_size, (list, tuple))
+        and len(image_size) == 2
+        and all(_is_int(v) for v in image_size)
+    ):
+        size = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise ValueError(
+            "Invalid `image_size` value. Expected an integer or a tuple of 2 integers. "
+            f"Received: image_size={image_size!r}"
+        )
+    if min(size) < 1:
+        raise ValueError(
+            "`image_size` must hold positive integers (height, width). "
+            f"Received: image_size={image_size!r}"
+        )
+    return size
+
+
+def _check_data_format(data_format: object) -> str:
+    if data_format is None:
+        return _default_data_format()
+    value = str(data_format).lower() if isinstance(data_format, str) else None
+    if value not in DATA_FORMATS:
+        raise ValueError(
+            "The `data_format` argument must be one of "
+            "{'channels_first', 'channels_last'} or None. "
+            f"Received: data_format={data_format!r}"
+        )
+    return value
+
+
+def _default_data_format() -> str:
+    """Keras' global image data format, or "channels_last" without Keras."""
+    try:
+        import keras
+    except ImportError:  # pragma: no cover - TensorFlow >= 2.16 ships Keras 3.
+        return "channels_last"
+    return str(keras.config.image_data_format())
+
+
+def check_image_options(
+    *,
+    color_mode: object,
+    image_size: object,
+    interpolation: object,
+    crop_to_aspect_ratio: object,
+    pad_to_aspect_ratio: object,
+    data_format: object,
+) -> ImageOptions:
+    """Validates the image arguments, as Keras' `image_dataset_from_directory` does.
+
+    Args:
+        color_mode: "grayscale", "rgb" or "rgba".
+        image_size: An int or a (height, width) tuple/list of ints.
+        interpolation: One of `INTERPOLATIONS` (any case).
+        crop_to_aspect_ratio: bool.
+        pad_to_aspect_ratio: bool (not together with crop_to_aspect_ratio).
+        data_format: None (Keras' `image_data_format()`), "channels_last"
+            or "channels_first".
+
+    Returns:
+        The validated `ImageOptions`.
+
+    Raises:
+        TypeError: If a flag is not a bool.
+        ValueError: If a value is not allowed.
+    """
+    if not (isinstance(color_mode, str) and color_mode in COLOR_MODES):
+        raise ValueError(
+            '`color_mode` must be one of {"rgb", "rgba", "grayscale"}. '
+            f"Received: color_mode={color_mode!r}"
+        )
+    size = _check_image_size(image_size)
+    method = interpolation.lower() if isinstance(interpolation, str) else None
+    if method not in INTERPOLATIONS:
+        raise ValueError(
+            f"Argument `interpolation` should be one of {INTERPOLATIONS}. "
+            f"Received: interpolation={interpolation!r}"
+        )
+    crop = check_bool("crop_to_aspect_ratio", crop_to_aspect_ratio)
+    pad = check_bool("pad_to_aspect_ratio", pad_to_aspect_ratio)
+    if crop and pad:
+        raise ValueError(
+            "Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to "
+            f"`True`. Received: crop_to_aspect_ratio={crop_to_aspect_ratio!r}, "
+            f"pad_to_aspect_ratio={pad_to_aspect_ratio!r}"
+        )
+    return ImageOptions(
+        image_size=size,
+        num_channels=COLOR_MODES[color_mode],
+        interpolation=method,
+        crop_to_aspect_ratio=crop,
+        pad_to_aspect_ratio=pad,
+        data_format=_check_data_format(data_format),
+    )
+
+
+def _check_validation(
+    validation_split: object, subset: object, shuffle: bool, seed: int | None
+) -> tuple[float | None, Any]:
+    if validation_split is not None and (
+        isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real)
+    ):
+        raise TypeError(
+            "`validation_split` must be None or a float between 0 and 1. "
+            f"Received: validation_split={validation_split!r}"
+        )
+    if validation_split is not None and not 0 < float(validation_split) < 1:
+        raise ValueError(
+            "`validation_split` must be between 0 and 1 (exclusive). "
+            f"Received: validation_split={validation_split!r}"
+        )
+    if subset is not None and not (isinstance(subset, str) and subset in SUBSETS):
+        raise ValueError(
+            '`subset` must be either "training", "validation" or "both". '
+            f"Received: subset={subset!r}"
+        )
+    # As Keras: 0 and None both mean "no split".
+    split = float(validation_split) if validation_split else None
+    if (split is None) != (subset is None):
+        raise ValueError(
+            "If `subset` is set, `validation_split` must be set, and inversely. "
+            f"Received: validation_split={validation_split!r}, subset={subset!r}"
+        )
+    if split is not None and shuffle and seed is None:
+        raise ValueError(
+            "If using `validation_split` and shuffling the data, you must provide a "
+            "`seed` argument, to make sure that there is no overlap between the "
+            "training and validation subset. Received: seed=None"
+        )
+    return split, subset
+
+
+def _check_class_weights(class_weights: object) -> object:
+    if isinstance(class_weights, str):
+        if class_weights not in CLASS_WEIGHT_NAMES:
+            raise ValueError(
+                '`class_weights` must be "proportional", "uniform", a real exponent, '
+                "a mapping {label: weight} or a sequence of weights. "
+                f"Received: class_weights={class_weights!r}"
+            )
+    elif isinstance(class_weights, bool) or (
+        not isinstance(class_weights, (numbers.Real, Mapping, Sequence))
+        and type(class_weights).__name__ != "ndarray"
+    ):
+        raise TypeError(
+            '`class_weights` must be "proportional", "uniform", a real exponent, '
+            "a mapping {label: weight} or a sequence of weights. "
+            f"Received: class_weights={class_weights!r}"
+        )
+    return class_weights
+
+
+def check_sampling_options(
+    *,
+    num_classes_per_batch: object,
+    num_images_per_class: object,
+    shuffle: object,
+    seed: object,
+    validation_split: object,
+    subset: object,
+    safe_triplet: object,
+    samples_per_epoch: object,
+    class_weights: object,
+    small_classes: object,
+    split_by: object,
+) -> SamplingOptions:
+    """Validates the batching and splitting arguments.
+
+    Only what can be checked without the data is checked here; the sampler
+    checks the rest (e.g. `num_classes_per_batch` against the number of
+    classes) when it is built.
+
+    Args:
+        num_classes_per_batch: P, a positive int.
+        num_images_per_class: K, a positive int.
+        shuffle: bool.
+        seed: None or an int >= 0.
+        validation_split: None or a float in (0, 1).
+        subset: None, "training", "validation" or "both".
+        safe_triplet: bool.
+        samples_per_epoch: None, or (with `safe_triplet=True`) a positive
+            multiple of P * K.
+        class_weights: "proportional", "uniform", a real, a mapping or a
+            sequence (non-default values need `safe_triplet=True`).
+        small_classes: "pad", "drop" or "error" (non-default values need
+            `safe_triplet=True`).
+        split_by: "samples" or "classes".
+
+    Returns:
+        The validated `SamplingOptions`.
+
+    Raises:
+        TypeError: If a value has the wrong type.
+        ValueError: If a value is not allowed, or an option of fixed batches
+            is given with `safe_triplet=False`.
+    """
+    p = _check_positive_int("num_classes_per_batch", num_classes_per_batch)
+    k = _check_positive_int("num_images_per_class", num_images_per_class)
+    do_shuffle = check_bool("shuffle", shuffle)
+    if seed is not None and not _is_int(seed):
+        raise TypeError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
+    if seed is not None and int(seed) < 0:
+        raise ValueError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
+    seed_int = None if seed is None or not _is_int(seed) else int(seed)
+    split, subset_name = _check_validation(validation_split, subset, do_shuffle, seed_int)
+    fixed = check_bool("safe_triplet", safe_triplet)
+    spe: int | None = None
+    if samples_per_epoch is not None:
+        if not fixed:
+            raise ValueError(
+                "You can only pass `samples_per_epoch` if `safe_triplet=True` "
+                "(exhaustive epochs show every sample exactly once). "
+                f"Received: safe_triplet={safe_triplet!r}, "
+                f"samples_per_epoch={samples_per_epoch!r}"
+            )
+        spe = _check_positive_int("samples_per_epoch", samples_per_epoch)
+        if spe % (p * k):
+            raise ValueError(
+                "`samples_per_epoch` must be a multiple of the batch size "
+                f"num_classes_per_batch * num_images_per_class = {p * k}. "
+                f"Received: samples_per_epoch={samples_per_epoch!r}"
+            )
+    if not (isinstance(small_classes, str) and small_classes in SMALL_CLASS_POLICIES):
+        raise ValueError(
+            f"`small_classes` must be one of {SMALL_CLASS_POLICIES}. "
+            f"Received: small_classes={small_classes!r}"
+        )
+    weights = _check_class_weights(class_weights)
+    if not fixed:
+        for name, value, default in (
+            ("class_weights", class_weights, "proportional"),
+            ("small_classes", small_classes, "pad"),
+        ):
+            if not (isinstance(value, str) and value == default):
+                raise ValueError(
+                    f"`{name}` only applies when `safe_triplet=True` (exhaustive epochs "
+                    f"show every sample exactly once). Received: {name}={value!r} with "
+                    f"safe_triplet={safe_triplet!r}"
+                )
+    if not (isinstance(split_by, str) and split_by in SPLIT_BY):
+        raise ValueError(
+            f'`split_by` must be "samples" or "classes". Received: split_by={split_by!r}'
+        )
+    return SamplingOptions(
+        num_classes_per_batch=p,
+        num_images_per_class=k,
+        shuffle=do_shuffle,
+        seed=seed_int,
+        validation_split=split,
+        subset=subset_name,
+        safe_triplet=fixed,
+        samples_per_epoch=spe,
+        class_weights=weights,
+        small_classes=small_classes,
+        split_by=split_by,  # type: ignore[arg-type]
+    )
+
+
+def check_directory(directory: object) -> str:
+    """Validates `directory`: an existing directory (str or os.PathLike).
+
+    Args:
+        directory: The value to check.
+
+    Returns:
+        The directory as a string, unchanged otherwise.
+
+    Raises:
+        TypeError: If it is not a str or os.PathLike.
+        FileNotFoundError: If it does not exist.
+        NotADirectoryError: If it is not a directory.
+    """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"`directory` must be a path (str or os.PathLike). Received: directory={directory!r}"
+        )
+    path = os.fspath(directory)
+    if not isinstance(path, str):
+        raise TypeError(f"`directory` must be a text path. Received: directory={directory!r}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Directory not found. Received: directory={directory!r}")
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"Not a directory. Received: directory={directory!r}")
+    return path
