@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +15,7 @@ CLASS_WEIGHT_NAMES = ("proportional", "uniform")
 SMALL_CLASS_POLICIES = ("pad", "drop", "error")
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[numbers.Integral]:
     """Whether `value` is an integer (Python or numpy), but not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
@@ -32,7 +32,7 @@ def check_int(name: str, value: object, *, minimum: int) -> int:
             f"`{name}` must be an integer >= {minimum}. "
             f"Received: {name}={value!r} of type {type(value).__name__}"
         )
-    number: int = int(value)  # type: ignore[call-overload]
+    number = int(value)
     if number < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
     return number
@@ -50,6 +50,109 @@ def check_bool(name: str, value: object) -> bool:
             f"Received: {name}={value!r} of type {type(value).__name__}"
         )
     return bool(value)
+
+
+def check_seed(seed: object) -> int | None:
+    """Returns `seed` if it is None or an int >= 0, else raises naming `seed`.
+
+    Raises:
+        TypeError: If `seed` is not None or an integer.
+        ValueError: If `seed` is negative.
+    """
+    if seed is None:
+        return None
+    if not is_int(seed):
+        raise TypeError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
+    if int(seed) < 0:
+        raise ValueError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
+    return int(seed)
+
+
+def check_sampler_options(
+    num_classes_per_batch: object,
+    num_images_per_class: object,
+    *,
+    safe_triplet: object = False,
+    samples_per_epoch: object = None,
+    class_weights: object = "proportional",
+    small_classes: object = "pad",
+    shuffle: object = True,
+    num_shards: object = 1,
+    shard_index: object = 0,
+) -> None:
+    """Checks every `BalancedBatchSampler` option that does not need the labels.
+
+    `BalancedBatchSampler` runs these checks itself; callers that build a
+    sampler only after expensive work (listing a folder) run them first.
+
+    Raises:
+        TypeError: If a value has the wrong type.
+        ValueError: If a value is not allowed, e.g. `samples_per_epoch` not a
+            multiple of P * K, or a fixed-mode option with `safe_triplet=False`.
+    """
+    p = check_int("num_classes_per_batch", num_classes_per_batch, minimum=1)
+    k = check_int("num_images_per_class", num_images_per_class, minimum=1)
+    fixed = check_bool("safe_triplet", safe_triplet)
+    check_bool("shuffle", shuffle)
+    shards = check_int("num_shards", num_shards, minimum=1)
+    index = check_int("shard_index", shard_index, minimum=0)
+    if index >= shards:
+        raise ValueError(
+            f"`shard_index` must be in [0, num_shards) = [0, {shards}). "
+            f"Received: shard_index={index}"
+        )
+    if not (isinstance(small_classes, str) and small_classes in SMALL_CLASS_POLICIES):
+        raise ValueError(
+            f"`small_classes` must be one of {SMALL_CLASS_POLICIES}. "
+            f"Received: small_classes={small_classes!r}"
+        )
+    _check_class_weights_kind(class_weights)
+    if not fixed:
+        for name, value, default in (
+            ("samples_per_epoch", samples_per_epoch, None),
+            ("class_weights", class_weights, "proportional"),
+            ("small_classes", small_classes, "pad"),
+        ):
+            if not (value is default or (isinstance(value, str) and value == default)):
+                raise ValueError(
+                    f"`{name}` only applies when safe_triplet=True (exhaustive epochs show "
+                    f"every sample exactly once). Received: {name}={value!r} with "
+                    "safe_triplet=False"
+                )
+    elif samples_per_epoch is not None:
+        samples = check_int("samples_per_epoch", samples_per_epoch, minimum=1)
+        batch = p * k
+        if samples % batch:
+            raise ValueError(
+                "`samples_per_epoch` must be a multiple of the batch size "
+                f"num_classes_per_batch * num_images_per_class = {batch}. "
+                f"Received: samples_per_epoch={samples} "
+                f"(nearest multiples: {samples // batch * batch or batch} and "
+                f"{(samples // batch + 1) * batch})"
+            )
+
+
+_CLASS_WEIGHTS_ALLOWED = (
+    '"proportional", "uniform", a real exponent alpha (weights n_c ** alpha), '
+    "a mapping {label: weight} or a sequence of weights indexed by label"
+)
+
+
+def _check_class_weights_kind(class_weights: object) -> None:
+    """Checks the kind of `class_weights` (its per-class values need the labels)."""
+    if isinstance(class_weights, str):
+        if class_weights not in CLASS_WEIGHT_NAMES:
+            raise ValueError(
+                f"`class_weights` must be {_CLASS_WEIGHTS_ALLOWED}. "
+                f"Received: class_weights={class_weights!r}"
+            )
+    elif isinstance(class_weights, (bool, np.bool_)) or not isinstance(
+        class_weights, (numbers.Real, Mapping, Sequence, np.ndarray)
+    ):
+        raise TypeError(
+            f"`class_weights` must be {_CLASS_WEIGHTS_ALLOWED}. "
+            f"Received: class_weights={class_weights!r} of type {type(class_weights).__name__}"
+        )
 
 
 def as_labels(labels: object) -> I64:
@@ -102,20 +205,13 @@ def class_weight_vector(
         ValueError: For unknown names, missing labels, negative or
             non-finite weights.
     """
-    allowed = (
-        '"proportional", "uniform", a real exponent alpha (weights n_c ** alpha), '
-        "a mapping {label: weight} or a sequence of weights indexed by label"
-    )
+    _check_class_weights_kind(class_weights)
     weights: npt.NDArray[np.float64]
     if isinstance(class_weights, str):
         if class_weights == "proportional":
             weights = sizes.astype(np.float64)
-        elif class_weights == "uniform":
-            weights = np.ones(len(sizes), dtype=np.float64)
         else:
-            raise ValueError(
-                f"`class_weights` must be {allowed}. Received: class_weights={class_weights!r}"
-            )
+            weights = np.ones(len(sizes), dtype=np.float64)
     elif isinstance(class_weights, numbers.Real) and not isinstance(class_weights, bool):
         alpha = float(class_weights)
         if not np.isfinite(alpha):
@@ -131,7 +227,7 @@ def class_weight_vector(
                 f"Missing {len(missing)} label(s), e.g. {missing[:5]}"
             )
         weights = np.array([_weight(class_weights[int(v)]) for v in label_values])
-    elif isinstance(class_weights, (Sequence, np.ndarray)):
+    else:  # a sequence or an array
         table = np.asarray(class_weights, dtype=np.float64)
         if table.ndim != 1 or (len(label_values) and label_values.min() < 0):
             raise ValueError(
@@ -145,11 +241,6 @@ def class_weight_vector(
                 f"Received length {len(table)}"
             )
         weights = table[label_values]
-    else:
-        raise TypeError(
-            f"`class_weights` must be {allowed}. "
-            f"Received: class_weights={class_weights!r} of type {type(class_weights).__name__}"
-        )
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])

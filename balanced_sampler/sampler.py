@@ -12,12 +12,11 @@ import numpy as np
 
 from balanced_sampler import _exhaustive, _fixed
 from balanced_sampler._checks import (
-    SMALL_CLASS_POLICIES,
     as_labels,
-    check_bool,
     check_int,
+    check_sampler_options,
+    check_seed,
     class_weight_vector,
-    is_int,
 )
 from balanced_sampler._classes import I64, ClassIndex
 from balanced_sampler._random import draw_seed
@@ -27,26 +26,8 @@ ClassWeights = str | float | Mapping[int, float] | Sequence[float]
 
 
 def _seed(value: object) -> int:
-    if value is None:
-        return draw_seed()
-    if not is_int(value) or int(value) < 0:  # type: ignore[call-overload]
-        raise TypeError(f"`seed` must be None or an integer >= 0. Received: seed={value!r}")
-    seed: int = int(value)  # type: ignore[call-overload]
-    return seed
-
-
-def _positive(name: str) -> Any:
-    def check(_: object, __: attrs.Attribute[int], value: object) -> None:
-        check_int(name, value, minimum=1)
-
-    return check
-
-
-def _flag(name: str) -> Any:
-    def check(_: object, __: attrs.Attribute[bool], value: object) -> None:
-        check_bool(name, value)
-
-    return check
+    seed = check_seed(value)
+    return draw_seed() if seed is None else seed
 
 
 _FROZEN = attrs.setters.frozen
@@ -125,27 +106,17 @@ class BalancedBatchSampler:
     """
 
     labels: I64 = attrs.field(converter=as_labels, on_setattr=_FROZEN)
-    num_classes_per_batch: int = attrs.field(
-        validator=_positive("num_classes_per_batch"), on_setattr=_FROZEN
-    )
-    num_images_per_class: int = attrs.field(
-        validator=_positive("num_images_per_class"), on_setattr=_FROZEN
-    )
-    safe_triplet: bool = attrs.field(
-        default=False, kw_only=True, validator=_flag("safe_triplet"), on_setattr=_FROZEN
-    )
+    num_classes_per_batch: int = attrs.field(on_setattr=_FROZEN)
+    num_images_per_class: int = attrs.field(on_setattr=_FROZEN)
+    safe_triplet: bool = attrs.field(default=False, kw_only=True, on_setattr=_FROZEN)
     samples_per_epoch: int | None = attrs.field(default=None, kw_only=True, on_setattr=_FROZEN)
     class_weights: ClassWeights = attrs.field(
         default="proportional", kw_only=True, on_setattr=_FROZEN
     )
     small_classes: str = attrs.field(default="pad", kw_only=True, on_setattr=_FROZEN)
-    shuffle: bool = attrs.field(
-        default=True, kw_only=True, validator=_flag("shuffle"), on_setattr=_FROZEN
-    )
+    shuffle: bool = attrs.field(default=True, kw_only=True, on_setattr=_FROZEN)
     seed: int = attrs.field(default=None, kw_only=True, converter=_seed, on_setattr=_FROZEN)
-    num_shards: int = attrs.field(
-        default=1, kw_only=True, validator=_positive("num_shards"), on_setattr=_FROZEN
-    )
+    num_shards: int = attrs.field(default=1, kw_only=True, on_setattr=_FROZEN)
     shard_index: int = attrs.field(default=0, kw_only=True, on_setattr=_FROZEN)
 
     _index: ClassIndex = attrs.field(init=False)
@@ -159,24 +130,25 @@ class BalancedBatchSampler:
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def __attrs_post_init__(self) -> None:
-        p, k = self.num_classes_per_batch, self.num_images_per_class
-        check_int("shard_index", self.shard_index, minimum=0)
-        if self.shard_index >= self.num_shards:
-            raise ValueError(
-                f"`shard_index` must be in [0, num_shards) = [0, {self.num_shards}). "
-                f"Received: shard_index={self.shard_index}"
-            )
-        if self.small_classes not in SMALL_CLASS_POLICIES:
-            raise ValueError(
-                f"`small_classes` must be one of {SMALL_CLASS_POLICIES}. "
-                f"Received: small_classes={self.small_classes!r}"
-            )
+        check_sampler_options(
+            self.num_classes_per_batch,
+            self.num_images_per_class,
+            safe_triplet=self.safe_triplet,
+            samples_per_epoch=self.samples_per_epoch,
+            class_weights=self.class_weights,
+            small_classes=self.small_classes,
+            shuffle=self.shuffle,
+            num_shards=self.num_shards,
+            shard_index=self.shard_index,
+        )
+        k = self.num_images_per_class
         index = ClassIndex.from_labels(self.labels)
         self._index = index
         if not self.safe_triplet:
-            self._check_fixed_only_arguments()
             self._check_enough_classes(index.num_classes, "classes")
-            self._global_batches = _exhaustive.num_batches(index.sizes, p, k)
+            self._global_batches = _exhaustive.num_batches(
+                index.sizes, self.num_classes_per_batch, k
+            )
         else:
             small = index.sizes < k
             if small.any() and self.small_classes != "pad":
@@ -197,19 +169,6 @@ class BalancedBatchSampler:
             )
 
     # ------------------------------------------------------------------ checks
-
-    def _check_fixed_only_arguments(self) -> None:
-        for name, value, default in (
-            ("samples_per_epoch", self.samples_per_epoch, None),
-            ("class_weights", self.class_weights, "proportional"),
-            ("small_classes", self.small_classes, "pad"),
-        ):
-            if not (value is default or (isinstance(value, str) and value == default)):
-                raise ValueError(
-                    f"`{name}` only applies when safe_triplet=True (exhaustive epochs show "
-                    f"every sample exactly once). Received: {name}={value!r} with "
-                    "safe_triplet=False"
-                )
 
     def _check_enough_classes(self, usable: int, what: str) -> None:
         p = self.num_classes_per_batch
@@ -261,15 +220,7 @@ class BalancedBatchSampler:
         if self.samples_per_epoch is None:
             unit = batch * self.num_shards
             return -(-int(usable_sizes.sum()) // unit) * self.num_shards
-        samples = check_int("samples_per_epoch", self.samples_per_epoch, minimum=1)
-        if samples % batch:
-            raise ValueError(
-                "`samples_per_epoch` must be a multiple of the batch size "
-                f"num_classes_per_batch * num_images_per_class = {batch}. "
-                f"Received: samples_per_epoch={samples} "
-                f"(nearest multiples: {samples // batch * batch or batch} and "
-                f"{(samples // batch + 1) * batch})"
-            )
+        samples = int(self.samples_per_epoch)
         return samples // batch
 
     # ---------------------------------------------------------------- planning

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
 import attrs
+
+from balanced_sampler._checks import (
+    check_bool,
+    check_int,
+    check_sampler_options,
+    check_seed,
+    is_int,
+)
 
 __all__ = [
     "COLOR_MODES",
@@ -42,8 +49,6 @@ INTERPOLATIONS = (
 DATA_FORMATS = ("channels_last", "channels_first")
 SUBSETS = ("training", "validation", "both")
 SPLIT_BY = ("samples", "classes")
-SMALL_CLASS_POLICIES = ("pad", "drop", "error")
-CLASS_WEIGHT_NAMES = ("proportional", "uniform")
 
 
 @attrs.frozen
@@ -90,36 +95,6 @@ class SamplingOptions:
         the split here is always seeded, so a fixed one stands in.
         """
         return 0 if self.seed is None else self.seed
-
-
-def _is_int(value: object) -> TypeGuard[numbers.Integral]:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_bool(name: str, value: object) -> bool:
-    """Returns `value` if it is a bool (numpy bools included), else raises.
-
-    Args:
-        name: The argument name, for the message.
-        value: The value to check.
-
-    Returns:
-        `value` as a Python bool.
-
-    Raises:
-        TypeError: If `value` is not a bool.
-    """
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return bool(value)
-    raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if not _is_int(value):
-        raise TypeError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    if int(value) < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
 
 
 def check_label_mode(label_mode: object) -> str | None:
@@ -177,12 +152,12 @@ def check_class_names(class_names: object) -> list[str] | None:
 
 
 def _check_image_size(image_size: object) -> tuple[int, int]:
-    if _is_int(image_size):
+    if is_int(image_size):
         size = (int(image_size), int(image_size))
     elif (
         isinstance(image_size, (list, tuple))
         and len(image_size) == 2
-        and all(_is_int(v) for v in image_size)
+        and all(is_int(v) for v in image_size)
     ):
         size = (int(image_size[0]), int(image_size[1]))
     else:
@@ -313,26 +288,6 @@ def _check_validation(
     return split, subset
 
 
-def _check_class_weights(class_weights: object) -> object:
-    if isinstance(class_weights, str):
-        if class_weights not in CLASS_WEIGHT_NAMES:
-            raise ValueError(
-                '`class_weights` must be "proportional", "uniform", a real exponent, '
-                "a mapping {label: weight} or a sequence of weights. "
-                f"Received: class_weights={class_weights!r}"
-            )
-    elif isinstance(class_weights, bool) or (
-        not isinstance(class_weights, (numbers.Real, Mapping, Sequence))
-        and type(class_weights).__name__ != "ndarray"
-    ):
-        raise TypeError(
-            '`class_weights` must be "proportional", "uniform", a real exponent, '
-            "a mapping {label: weight} or a sequence of weights. "
-            f"Received: class_weights={class_weights!r}"
-        )
-    return class_weights
-
-
 def check_sampling_options(
     *,
     num_classes_per_batch: object,
@@ -377,64 +332,37 @@ def check_sampling_options(
         ValueError: If a value is not allowed, or an option of fixed batches
             is given with `safe_triplet=False`.
     """
-    p = _check_positive_int("num_classes_per_batch", num_classes_per_batch)
-    k = _check_positive_int("num_images_per_class", num_images_per_class)
-    do_shuffle = check_bool("shuffle", shuffle)
-    if seed is not None and not _is_int(seed):
-        raise TypeError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
-    if seed is not None and int(seed) < 0:
-        raise ValueError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
-    seed_int = None if seed is None or not _is_int(seed) else int(seed)
+    check_sampler_options(
+        num_classes_per_batch,
+        num_images_per_class,
+        safe_triplet=safe_triplet,
+        samples_per_epoch=samples_per_epoch,
+        class_weights=class_weights,
+        small_classes=small_classes,
+        shuffle=shuffle,
+    )
+    seed_int = check_seed(seed)
+    do_shuffle = bool(shuffle)
     split, subset_name = _check_validation(validation_split, subset, do_shuffle, seed_int)
-    fixed = check_bool("safe_triplet", safe_triplet)
-    spe: int | None = None
-    if samples_per_epoch is not None:
-        if not fixed:
-            raise ValueError(
-                "You can only pass `samples_per_epoch` if `safe_triplet=True` "
-                "(exhaustive epochs show every sample exactly once). "
-                f"Received: safe_triplet={safe_triplet!r}, "
-                f"samples_per_epoch={samples_per_epoch!r}"
-            )
-        spe = _check_positive_int("samples_per_epoch", samples_per_epoch)
-        if spe % (p * k):
-            raise ValueError(
-                "`samples_per_epoch` must be a multiple of the batch size "
-                f"num_classes_per_batch * num_images_per_class = {p * k}. "
-                f"Received: samples_per_epoch={samples_per_epoch!r}"
-            )
-    if not (isinstance(small_classes, str) and small_classes in SMALL_CLASS_POLICIES):
-        raise ValueError(
-            f"`small_classes` must be one of {SMALL_CLASS_POLICIES}. "
-            f"Received: small_classes={small_classes!r}"
-        )
-    weights = _check_class_weights(class_weights)
-    if not fixed:
-        for name, value, default in (
-            ("class_weights", class_weights, "proportional"),
-            ("small_classes", small_classes, "pad"),
-        ):
-            if not (isinstance(value, str) and value == default):
-                raise ValueError(
-                    f"`{name}` only applies when `safe_triplet=True` (exhaustive epochs "
-                    f"show every sample exactly once). Received: {name}={value!r} with "
-                    f"safe_triplet={safe_triplet!r}"
-                )
     if not (isinstance(split_by, str) and split_by in SPLIT_BY):
         raise ValueError(
             f'`split_by` must be "samples" or "classes". Received: split_by={split_by!r}'
         )
     return SamplingOptions(
-        num_classes_per_batch=p,
-        num_images_per_class=k,
+        num_classes_per_batch=check_int("num_classes_per_batch", num_classes_per_batch, minimum=1),
+        num_images_per_class=check_int("num_images_per_class", num_images_per_class, minimum=1),
         shuffle=do_shuffle,
         seed=seed_int,
         validation_split=split,
         subset=subset_name,
-        safe_triplet=fixed,
-        samples_per_epoch=spe,
-        class_weights=weights,
-        small_classes=small_classes,
+        safe_triplet=bool(safe_triplet),
+        samples_per_epoch=(
+            None
+            if samples_per_epoch is None
+            else check_int("samples_per_epoch", samples_per_epoch, minimum=1)
+        ),
+        class_weights=class_weights,
+        small_classes=str(small_classes),
         split_by=split_by,  # type: ignore[arg-type]
     )
 
