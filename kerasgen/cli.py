@@ -1,0 +1,278 @@
+"""The `kerasgen` command line: inspect a folder's classes and plans, preview a batch.
+
+`kerasgen inspect` needs no TensorFlow. `kerasgen preview` decodes and resizes
+images with TensorFlow, exactly as the training pipeline does, and draws the
+grid with Pillow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import NoReturn
+
+import numpy as np
+
+from balanced_sampler import BalancedBatchSampler, index_directory, split
+from kerasgen.grid import save_batch_grid
+
+_PROGRESS_MIN_FOLDERS = 200
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"kerasgen: error: {message}\n")
+
+
+def _progress_bar(done: int, total: int) -> None:
+    """Draws a text progress bar for indexing on stderr."""
+    if total < _PROGRESS_MIN_FOLDERS:
+        return
+    width = 30
+    filled = width * done // total
+    sys.stderr.write(
+        f"\rIndexing class folders [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+    )
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", help="a folder with one sub-folder of images per class")
+    parser.add_argument(
+        "-P",
+        "--num-classes-per-batch",
+        type=int,
+        default=8,
+        metavar="P",
+        help="distinct classes in every batch (default: 8)",
+    )
+    parser.add_argument(
+        "-K",
+        "--num-images-per-class",
+        type=int,
+        default=4,
+        metavar="K",
+        help="images of each class in every batch (default: 4)",
+    )
+    parser.add_argument(
+        "--safe-triplet",
+        action="store_true",
+        help="exact P x K batches (fixed mode) instead of every image once per epoch",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the plan and of the split (default: drawn at random and printed)",
+    )
+    parser.add_argument("--epoch", type=int, default=0, help="which epoch to plan (default: 0)")
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="fraction held out for validation, in (0, 1); needs --seed",
+    )
+    parser.add_argument(
+        "--subset",
+        choices=("training", "validation"),
+        default="training",
+        help="with --validation-split: which subset to plan (default: training)",
+    )
+    parser.add_argument(
+        "--split-by",
+        choices=("samples", "classes"),
+        default="samples",
+        help="with --validation-split: stratified by samples, or whole classes (default: samples)",
+    )
+    parser.add_argument("--follow-links", action="store_true", help="follow symlinked sub-folders")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the parser of the `kerasgen` command."""
+    parser = _Parser(
+        prog="kerasgen",
+        description="Balanced P x K batches for metric learning: inspect a class-per-folder "
+        "image set and the batches kerasgen would build from it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    inspect = commands.add_parser(
+        "inspect",
+        help="class sizes and the quality of the epoch plan (no TensorFlow needed)",
+        description="Prints the class count, images per class and the epoch plan's figures "
+        "(batches, coverage, exact-PxK and triplet-valid fractions) for the chosen settings.",
+    )
+    _add_plan_options(inspect)
+    inspect.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="also save a histogram of class sizes as a PNG (needs Pillow)",
+    )
+    preview = commands.add_parser(
+        "preview",
+        help="render one balanced batch as a grid, a row per class (needs TensorFlow, Pillow)",
+        description="Decodes and resizes one batch exactly as the training pipeline does and "
+        "saves it as a grid, one row per class with its name.",
+    )
+    _add_plan_options(preview)
+    preview.add_argument("--out", required=True, metavar="FILE.png", help="where to save the grid")
+    preview.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        default=[96],
+        metavar="N",
+        help="cell size: N for N x N, or H W (default: 96)",
+    )
+    preview.add_argument(
+        "--batch", type=int, default=0, help="which batch of the epoch (default: 0)"
+    )
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Indexes the folder and applies the split: (paths, labels, class names, kept indices)."""
+    paths, labels, class_names = index_directory(
+        args.directory, follow_links=args.follow_links, progress=_progress_bar
+    )
+    kept = np.arange(len(paths))
+    if args.validation_split is not None:
+        if args.seed is None:
+            raise ValueError("--validation-split needs --seed, so both subsets stay disjoint")
+        kept = split(labels, args.validation_split, args.subset, args.seed, by=args.split_by)
+    return paths, labels, class_names, kept
+
+
+def _sampler(args: argparse.Namespace, labels: np.ndarray) -> BalancedBatchSampler:
+    return BalancedBatchSampler(
+        labels,
+        args.num_classes_per_batch,
+        args.num_images_per_class,
+        safe_triplet=args.safe_triplet,
+        seed=args.seed,
+    )
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    paths, labels, class_names, kept = _load(args)
+    k = args.num_images_per_class
+    sizes = np.bincount(labels[kept], minlength=len(class_names))
+    nonempty = sizes[sizes > 0]
+    print(f"Found {len(paths)} files belonging to {len(class_names)} classes.")
+    if args.validation_split is not None:
+        print(f"Using {len(kept)} files for {args.subset} (split by {args.split_by}).")
+    print(
+        f"Images per class: min {int(nonempty.min())}, median {float(np.median(nonempty)):g}, "
+        f"max {int(nonempty.max())}; {int((nonempty < k).sum())} classes below K={k}; "
+        f"{int((nonempty == 1).sum())} with a single image; "
+        f"{int((sizes == 0).sum())} empty."
+    )
+    sampler = _sampler(args, labels[kept])
+    stats = sampler.stats(args.epoch)
+    mode = "fixed (safe_triplet)" if args.safe_triplet else "exhaustive"
+    print(
+        f"Plan: P={args.num_classes_per_batch}, K={k}, {mode}, seed {sampler.seed}, "
+        f"epoch {args.epoch}:"
+    )
+    for line in str(stats).splitlines():
+        print(f"  {line}")
+    if args.plot:
+        _plot_histogram(nonempty, k, args.plot)
+        print(f"Saved the class-size histogram to {args.plot}")
+
+
+def _plot_histogram(sizes: np.ndarray, k: int, path: str) -> None:
+    """Saves a histogram of class sizes (log-spaced bins) as a PNG with Pillow."""
+    from PIL import Image, ImageDraw
+
+    edges = np.unique(np.geomspace(1, max(int(sizes.max()), 2) + 1, num=21).astype(int))
+    counts, _ = np.histogram(sizes, bins=edges)
+    width, height, margin = 640, 360, 48
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    plot_w, plot_h = width - 2 * margin, height - 2 * margin
+    bar_w = plot_w / len(counts)
+    top = max(int(counts.max()), 1)
+    for i, count in enumerate(counts.tolist()):
+        x0 = margin + i * bar_w
+        bar_h = plot_h * count / top
+        color = "#d95f02" if edges[i] < k else "#1b9e77"
+        draw.rectangle(
+            [x0 + 1, height - margin - bar_h, x0 + bar_w - 1, height - margin], fill=color
+        )
+        if count:
+            draw.text((x0 + 2, height - margin - bar_h - 12), str(count), fill="black")
+        draw.text((x0 + 2, height - margin + 4), str(edges[i]), fill="black")
+    draw.line([margin, height - margin, width - margin, height - margin], fill="black")
+    draw.text(
+        (margin, 12),
+        f"Images per class ({len(sizes)} classes; orange: fewer than K={k})",
+        fill="black",
+    )
+    draw.text((width - margin - 150, height - 20), "class size (log bins)", fill="black")
+    image.save(path)
+
+
+def _preview(args: argparse.Namespace) -> None:
+    from kerasgen_tf._decode import load_images  # TensorFlow: only for this command
+
+    paths, labels, class_names, kept = _load(args)
+    sampler = _sampler(args, labels[kept])
+    plan = sampler.plan(args.epoch)
+    if not 0 <= args.batch < len(plan):
+        raise ValueError(f"--batch must be in [0, {len(plan)}). Received: {args.batch}")
+    batch = kept[plan[args.batch]]
+    size = args.image_size * 2 if len(args.image_size) == 1 else args.image_size
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"--image-size takes N or H W, positive. Received: {args.image_size}")
+    images = load_images([paths[i] for i in batch], (size[0], size[1]))
+    save_batch_grid(images, labels[batch], class_names, args.out)
+    print(
+        f"Saved batch {args.batch} of epoch {args.epoch} ({len(batch)} images, "
+        f"{len(np.unique(labels[batch]))} classes) to {args.out}"
+    )
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Formats a warning as one `kerasgen: warning: ...` line."""
+    return f"kerasgen: warning: {' '.join(str(message).split())}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the `kerasgen` command.
+
+    Args:
+        argv: The arguments (default: `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0, or 2 after a one-line error on stderr.
+    """
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    try:
+        if args.command == "inspect":
+            _inspect(args)
+        else:
+            _preview(args)
+    except (ValueError, TypeError, OSError, ImportError) as error:
+        message = " ".join(str(error).split())
+        sys.stderr.write(f"kerasgen: error: {message}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
