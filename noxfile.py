@@ -40,6 +40,13 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job: trains a triplet embedding on balanced batches (about a minute)."""
+    session.install(".[tensorflow,plot]", "scikit-learn")
+    session.run("python", "examples/demo.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Runs the benchmarks and prints their tables (slow: minutes)."""
     session.install(".[tensorflow]", "pillow", "scikit-learn")
