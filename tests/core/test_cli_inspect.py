@@ -84,3 +84,16 @@ def test_help_explains_every_option():
     for option in ("--num-classes-per-batch", "--num-images-per-class", "--safe-triplet",
                    "--seed", "--validation-split", "--plot", "--follow-links"):
         assert option in run.stdout
+
+
+def test_large_folders_show_an_indexing_progress_bar(tmp_path):
+    for c in range(250):
+        folder = tmp_path / "many" / f"c{c:03d}"
+        folder.mkdir(parents=True)
+        for i in range(2):
+            (folder / f"{i}.jpg").write_bytes(b"not decoded by inspect")
+    run = kerasgen("inspect", tmp_path / "many", "-P", 4, "-K", 2, "--seed", 0)
+    assert run.returncode == 0, run.stderr
+    assert "Indexing class folders [" in run.stderr
+    assert "250/250" in run.stderr
+    assert "Found 500 files belonging to 250 classes." in run.stdout
