@@ -346,8 +346,15 @@ class BalancedBatchSampler:
             self._position = None
 
     def __iter__(self) -> Iterator[list[int]]:
-        """Plays the next epoch, one list of int sample indices per batch."""
-        return (batch.tolist() for batch in self.iter_arrays())
+        """Plays the next epoch, one list of int sample indices per batch.
+
+        Unlike `iter_arrays`, the epoch is claimed when the first batch is
+        drawn, not when `iter()` is called: `torch.utils.data.DataLoader`
+        with `num_workers > 0` calls `iter()` on its batch sampler twice per
+        epoch and draws from the second iterator only.
+        """
+        for batch in self.iter_arrays():
+            yield batch.tolist()
 
     # ------------------------------------------------------------------ resume
 

@@ -86,12 +86,23 @@ def test_iteration_yields_int_lists_and_moves_to_the_next_epoch():
     assert sampler.epoch == 1
 
 
-def test_the_epoch_is_claimed_when_iteration_starts():
+def test_the_epoch_is_claimed_when_the_first_batch_is_drawn():
     sampler = BalancedBatchSampler(LABELS, 3, 4, seed=3)
     it0 = iter(sampler)
     it1 = iter(sampler)
-    assert next(it1) == sampler.plan(1)[0].tolist()
-    assert next(it0) == sampler.plan(0)[0].tolist()
+    assert next(it1) == sampler.plan(0)[0].tolist()
+    assert next(it0) == sampler.plan(1)[0].tolist()
+    # A DataLoader with workers calls iter() twice per epoch and draws from the second.
+    iter(sampler)
+    assert next(iter(sampler)) == sampler.plan(2)[0].tolist()
+
+
+def test_iter_arrays_claims_the_epoch_when_called():
+    sampler = BalancedBatchSampler(LABELS, 3, 4, seed=3)
+    it0 = sampler.iter_arrays()
+    it1 = sampler.iter_arrays()
+    assert next(it1).tolist() == sampler.plan(1)[0].tolist()
+    assert next(it0).tolist() == sampler.plan(0)[0].tolist()
 
 
 def test_plans_are_read_only():
