@@ -23,7 +23,13 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
     ) from error
 
 from kerasgen_tf import losses
+from kerasgen_tf._bad_images import BadImageWarning
 from kerasgen_tf.dataset_from_directory import balanced_image_dataset_from_directory
 from kerasgen_tf.dataset_from_paths import balanced_image_dataset_from_paths
 
-__all__ = ["balanced_image_dataset_from_directory", "balanced_image_dataset_from_paths", "losses"]
+__all__ = [
+    "BadImageWarning",
+    "balanced_image_dataset_from_directory",
+    "balanced_image_dataset_from_paths",
+    "losses",
+]

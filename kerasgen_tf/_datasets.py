@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from balanced_sampler import BalancedBatchSampler, split
 from kerasgen_tf._args import ImageOptions, SamplingOptions
+from kerasgen_tf._bad_images import find_bad_files, warn_dropped
 from kerasgen_tf._pipeline import build_dataset
 
 __all__ = ["check_labels_for_mode", "make_datasets"]
@@ -72,6 +73,8 @@ def _one_dataset(
     *,
     shuffle: bool,
     samples_per_epoch: int | None,
+    on_bad_image: str = "error",
+    skipped: dict[str, str] | None = None,
 ) -> tf.data.Dataset:
     sampler = BalancedBatchSampler(
         labels,
@@ -84,12 +87,58 @@ def _one_dataset(
         shuffle=shuffle,
         seed=sampling.seed,
     )
-    dataset = build_dataset(file_paths, labels, sampler, image, label_mode, len(class_names))
+    skipped = {} if skipped is None else skipped
+    dataset = build_dataset(
+        file_paths,
+        labels,
+        sampler,
+        image,
+        label_mode,
+        len(class_names),
+        on_bad_image=on_bad_image,
+        skipped=skipped,
+    )
     # As Keras: users may need the class names and the files.
     dataset.class_names = class_names
     dataset.file_paths = file_paths
     dataset.sampler = sampler
+    # {path: reason} of the files dropped by `verify_images=True` or skipped
+    # by `on_bad_image="skip"`; filled as bad files are met.
+    dataset.skipped_files = skipped
+    # What `kerasgen_tf.distribute` needs to rebuild this pipeline (sharded or
+    # checkpointable) from the same files, labels and image options.
+    dataset._kerasgen_pipeline = {
+        "labels": labels,
+        "image": image,
+        "label_mode": label_mode,
+        "num_classes": len(class_names),
+        "seeded": sampling.seed is not None,
+    }
     return dataset
+
+
+def _drop_bad_files(
+    file_paths: list[str],
+    labels: np.ndarray[Any, Any],
+    image: ImageOptions,
+    skipped: dict[str, str],
+    verbose: bool,
+) -> tuple[list[str], np.ndarray[Any, Any]]:
+    """`verify_images=True`: decodes every file once and drops those that fail."""
+    bad = find_bad_files(file_paths, image)
+    if verbose:
+        print(f"Verified {len(file_paths)} files: {len(bad)} cannot be loaded.")
+    if not bad:
+        return file_paths, labels
+    warn_dropped(bad, len(file_paths))
+    skipped.update(bad)
+    keep = np.array([path not in bad for path in file_paths], dtype=bool)
+    if not keep.any():
+        raise ValueError(
+            f"verify_images=True: none of the {len(file_paths)} files can be loaded, "
+            f"e.g. {next(iter(bad))!r}: {next(iter(bad.values()))}"
+        )
+    return [p for p, k in zip(file_paths, keep.tolist(), strict=True) if k], labels[keep]
 
 
 def make_datasets(
@@ -100,6 +149,9 @@ def make_datasets(
     image: ImageOptions,
     label_mode: str | None,
     verbose: bool,
+    *,
+    on_bad_image: str = "error",
+    verify_images: bool = False,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
     """Splits the files if asked and returns the balanced dataset(s).
 
@@ -114,11 +166,20 @@ def make_datasets(
         image: Validated image options.
         label_mode: "int", "categorical", "binary" or None.
         verbose: Whether to print how many files each subset uses.
+        on_bad_image: "error" or "skip" (see `build_dataset`).
+        verify_images: Whether to decode every file once first and drop
+            those that cannot be loaded (with a `BadImageWarning`), before
+            the split.
 
     Returns:
         A dataset, or a `(training, validation)` tuple for `subset="both"`.
+        Each carries `skipped_files`, one `{path: reason}` dict shared by
+        both datasets of `subset="both"`.
     """
     check_labels_for_mode(labels, class_names, label_mode)
+    skipped: dict[str, str] = {}
+    if verify_images:
+        file_paths, labels = _drop_bad_files(file_paths, labels, image, skipped, verbose)
 
     def subset_of(index: np.ndarray[Any, Any]) -> tuple[list[str], np.ndarray[Any, Any]]:
         return [file_paths[i] for i in index.tolist()], labels[index]
@@ -135,6 +196,8 @@ def make_datasets(
             label_mode,
             shuffle=shuffle,
             samples_per_epoch=spe,
+            on_bad_image=on_bad_image,
+            skipped=skipped,
         )
 
     spe = sampling.samples_per_epoch

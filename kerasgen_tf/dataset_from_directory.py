@@ -18,6 +18,7 @@ from kerasgen_tf._args import (
     check_label_mode,
     check_sampling_options,
 )
+from kerasgen_tf._bad_images import check_on_bad_image
 from kerasgen_tf._datasets import make_datasets
 
 __all__ = ["balanced_image_dataset_from_directory"]
@@ -74,6 +75,8 @@ def balanced_image_dataset_from_directory(
     class_weights: str | float | Mapping[int, float] | Sequence[float] = "proportional",
     small_classes: str = "pad",
     split_by: str = "samples",
+    on_bad_image: str = "error",
+    verify_images: bool = False,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
     """Generates a `tf.data.Dataset` of balanced batches from image files in a directory.
 
@@ -195,6 +198,21 @@ def balanced_image_dataset_from_directory(
         split_by: `"samples"` (default: a stratified split, every class on
             both sides) or `"classes"` (whole classes on each side, for
             open-set evaluation).
+        on_bad_image: What happens when a file cannot be loaded (missing,
+            empty, not an image, truncated or corrupt): `"error"` (default)
+            stops iteration with a `tf.errors.InvalidArgumentError` that
+            names the file and what is wrong with it; `"skip"` replaces the
+            file, in every batch that holds it, by another image of the
+            same class (batches keep their P x K shape), issues one
+            `kerasgen_tf.BadImageWarning` per file and records it in
+            `dataset.skipped_files`. Batches without a bad file are decoded
+            at full speed either way.
+        verify_images: If `True`, every file is decoded once, in parallel,
+            before any batch is planned; the files that cannot be loaded are
+            dropped (before the split), with one `BadImageWarning` giving
+            their number and first paths, and listed in
+            `dataset.skipped_files`. Costs one decoding pass over the data.
+            Defaults to `False`.
 
     Returns:
         A `tf.data.Dataset`, or a tuple `(train_dataset, val_dataset)` if
@@ -208,7 +226,9 @@ def balanced_image_dataset_from_directory(
         The dataset carries `class_names` (the class of label `i` is
         `class_names[i]`), `file_paths` (the files of this subset; the
         sampler's index `j` is `file_paths[j]`) and `sampler` (its
-        `plan(epoch)` is what epoch `epoch` yields).
+        `plan(epoch)` is what epoch `epoch` yields), and `skipped_files`
+        (a `{path: reason}` dict of the files dropped by `verify_images` or
+        skipped by `on_bad_image="skip"`, filled as they are met).
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -244,6 +264,8 @@ def balanced_image_dataset_from_directory(
     )
     follow = check_bool("follow_links", follow_links)
     talk = check_bool("verbose", verbose)
+    bad_image = check_on_bad_image(on_bad_image)
+    verify = check_bool("verify_images", verify_images)
     if labels is None or mode is None:
         # Images only, but the batches are still balanced by class folder.
         mode = None
@@ -257,4 +279,14 @@ def balanced_image_dataset_from_directory(
     file_paths, file_labels, found_names = indexed
     if talk:
         print(f"Found {len(file_paths)} files belonging to {len(found_names)} classes.")
-    return make_datasets(file_paths, file_labels, found_names, sampling, image, mode, talk)
+    return make_datasets(
+        file_paths,
+        file_labels,
+        found_names,
+        sampling,
+        image,
+        mode,
+        talk,
+        on_bad_image=bad_image,
+        verify_images=verify,
+    )

@@ -16,6 +16,7 @@ from kerasgen_tf._args import (
     check_label_mode,
     check_sampling_options,
 )
+from kerasgen_tf._bad_images import check_on_bad_image
 from kerasgen_tf._datasets import make_datasets
 
 __all__ = ["balanced_image_dataset_from_paths"]
@@ -109,6 +110,8 @@ def balanced_image_dataset_from_paths(
     class_weights: str | float | Mapping[int, float] | Sequence[float] = "proportional",
     small_classes: str = "pad",
     split_by: str = "samples",
+    on_bad_image: str = "error",
+    verify_images: bool = False,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
     """Generates a `tf.data.Dataset` of balanced batches from a list of image files.
 
@@ -164,11 +167,16 @@ def balanced_image_dataset_from_paths(
         small_classes: Only with `safe_triplet=True`: `"pad"`, `"drop"` or
             `"error"`.
         split_by: `"samples"` (stratified) or `"classes"`.
+        on_bad_image: `"error"` (default: stop, naming the file and what is
+            wrong) or `"skip"` (replace it by another image of its class and
+            warn once); see `balanced_image_dataset_from_directory`.
+        verify_images: If `True`, decode every file once first and drop
+            those that cannot be loaded, with a warning. Defaults to `False`.
 
     Returns:
         A `tf.data.Dataset` (or a `(train, val)` tuple for `subset="both"`)
         carrying `class_names`, `file_paths` and `sampler`, as
-        `balanced_image_dataset_from_directory` returns.
+        `balanced_image_dataset_from_directory` returns, and `skipped_files`.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -200,7 +208,19 @@ def balanced_image_dataset_from_paths(
         split_by=split_by,
     )
     talk = check_bool("verbose", verbose)
+    bad_image = check_on_bad_image(on_bad_image)
+    verify = check_bool("verify_images", verify_images)
     int_labels, found_names = _labels_and_names(labels, names, len(paths))
     if talk:
         print(f"Using {len(paths)} files belonging to {len(found_names)} classes.")
-    return make_datasets(paths, int_labels, found_names, sampling, image, mode, talk)
+    return make_datasets(
+        paths,
+        int_labels,
+        found_names,
+        sampling,
+        image,
+        mode,
+        talk,
+        on_bad_image=bad_image,
+        verify_images=verify,
+    )
