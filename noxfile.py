@@ -1,10 +1,11 @@
-"""Sessions: `nox` runs lint, the core tests without TensorFlow and the full suite."""
+"""Sessions: `nox` runs lint, the core tests without TensorFlow, the full suite and the
+PyTorch tests (without TensorFlow)."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests_core", "tests"]
+nox.options.sessions = ["lint", "tests_core", "tests", "tests_torch"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on (>= 3.10)
@@ -28,6 +29,16 @@ def tests_core(session: nox.Session) -> None:
         "sys.exit('tensorflow must not be installed here' if u.find_spec('tensorflow') else 0)",
     )
     session.run("pytest", "tests/core", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests_torch(session: nox.Session) -> None:
+    """Runs the PyTorch tests (CPU torch, torchdata, pytorch-metric-learning), no TensorFlow."""
+    session.install(".[test]")
+    # torch 2.13.0 is the CPU build kept on this project's machines; another version would
+    # download a multi-GB CUDA build.
+    session.install("torch==2.13.0", "torchdata==0.11.0", "pytorch-metric-learning")
+    session.run("pytest", "tests/torch", *session.posargs)
 
 
 @nox.session(python=PYTHON)
