@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     def add(what: str, name: str, runs: list[float], ref: list[float] | None, goal: str) -> None:
         med = statistics.median(runs)
         ratio = med / statistics.median(ref) if ref else None
+        # This machine switches between a fast and a slow state for seconds at a time;
+        # the ratio of the best epochs compares both pipelines in the fast state.
+        best = max(runs) / max(ref) if ref else None
         rows.append(
             _row(
                 [
@@ -265,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                     name,
                     f"{med:.0f}",
                     "" if ratio is None else f"{ratio:.3f}",
+                    "" if best is None else f"{best:.3f}",
                     goal,
                     _fmt_runs(runs),
                 ]
@@ -296,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print()
-    print(_row(["measure", "pipeline", "median", "ratio", "goal", "runs"]))
-    print(_row(["---"] * 6))
+    print(_row(["measure", "pipeline", "median", "ratio", "best-epoch ratio", "goal", "runs"]))
+    print(_row(["---"] * 7))
     for row in rows:
         print(row)
     if many is not None:
@@ -314,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{NUM_MANY_CLASSES * FILES_PER_MANY_CLASS} files, s",
                         label,
                         f"{statistics.median(runs):.2f}",
+                        "",
                         "",
                         goal,
                         _fmt_runs(runs, 2),
