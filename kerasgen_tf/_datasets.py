@@ -9,17 +9,103 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import numpy as np
 import tensorflow as tf
 
 from balanced_sampler import BalancedBatchSampler, split
-from kerasgen_tf._args import ImageOptions, SamplingOptions
-from kerasgen_tf._bad_images import find_bad_files, warn_dropped
+from kerasgen_tf._args import (
+    ImageOptions,
+    SamplingOptions,
+    check_bool,
+    check_class_names,
+    check_image_options,
+    check_label_mode,
+    check_sampling_options,
+)
+from kerasgen_tf._bad_images import check_on_bad_image, find_bad_files, warn_dropped
 from kerasgen_tf._pipeline import build_dataset
 
 __all__ = ["check_labels_for_mode", "make_datasets"]
 
 _INT32 = np.iinfo(np.int32)
+
+
+@attrs.frozen
+class DatasetOptions:
+    """The validated arguments that both dataset builders share."""
+
+    label_mode: str | None
+    class_names: list[str] | None
+    image: ImageOptions
+    sampling: SamplingOptions
+    verbose: bool
+    on_bad_image: str
+    verify_images: bool
+
+
+def check_dataset_options(
+    *,
+    label_mode: object,
+    class_names: object,
+    color_mode: object,
+    image_size: object,
+    interpolation: object,
+    crop_to_aspect_ratio: object,
+    pad_to_aspect_ratio: object,
+    data_format: object,
+    num_classes_per_batch: object,
+    num_images_per_class: object,
+    shuffle: object,
+    seed: object,
+    validation_split: object,
+    subset: object,
+    safe_triplet: object,
+    samples_per_epoch: object,
+    class_weights: object,
+    small_classes: object,
+    split_by: object,
+    verbose: object,
+    on_bad_image: object,
+    verify_images: object,
+) -> DatasetOptions:
+    """Validates the arguments shared by the two dataset builders, before any work.
+
+    Returns:
+        The validated `DatasetOptions`.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If an argument has a value that is not allowed.
+    """
+    return DatasetOptions(
+        label_mode=check_label_mode(label_mode),
+        class_names=check_class_names(class_names),
+        image=check_image_options(
+            color_mode=color_mode,
+            image_size=image_size,
+            interpolation=interpolation,
+            crop_to_aspect_ratio=crop_to_aspect_ratio,
+            pad_to_aspect_ratio=pad_to_aspect_ratio,
+            data_format=data_format,
+        ),
+        sampling=check_sampling_options(
+            num_classes_per_batch=num_classes_per_batch,
+            num_images_per_class=num_images_per_class,
+            shuffle=shuffle,
+            seed=seed,
+            validation_split=validation_split,
+            subset=subset,
+            safe_triplet=safe_triplet,
+            samples_per_epoch=samples_per_epoch,
+            class_weights=class_weights,
+            small_classes=small_classes,
+            split_by=split_by,
+        ),
+        verbose=check_bool("verbose", verbose),
+        on_bad_image=check_on_bad_image(on_bad_image),
+        verify_images=check_bool("verify_images", verify_images),
+    )
 
 
 def check_labels_for_mode(

@@ -10,16 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from balanced_sampler import ALLOWED_FORMATS, index_directory
-from kerasgen_tf._args import (
-    check_bool,
-    check_class_names,
-    check_directory,
-    check_image_options,
-    check_label_mode,
-    check_sampling_options,
-)
-from kerasgen_tf._bad_images import check_on_bad_image
-from kerasgen_tf._datasets import make_datasets
+from kerasgen_tf._args import check_bool, check_directory
+from kerasgen_tf._datasets import check_dataset_options, make_datasets
 
 __all__ = ["balanced_image_dataset_from_directory"]
 
@@ -239,17 +231,15 @@ def balanced_image_dataset_from_directory(
     """
     root = check_directory(directory)
     _check_labels_argument(labels, class_names)
-    mode = check_label_mode(label_mode)
-    names = check_class_names(class_names)
-    image = check_image_options(
+    options = check_dataset_options(
+        label_mode=label_mode,
+        class_names=class_names,
         color_mode=color_mode,
         image_size=image_size,
         interpolation=interpolation,
         crop_to_aspect_ratio=crop_to_aspect_ratio,
         pad_to_aspect_ratio=pad_to_aspect_ratio,
         data_format=data_format,
-    )
-    sampling = check_sampling_options(
         num_classes_per_batch=num_classes_per_batch,
         num_images_per_class=num_images_per_class,
         shuffle=shuffle,
@@ -261,11 +251,12 @@ def balanced_image_dataset_from_directory(
         class_weights=class_weights,
         small_classes=small_classes,
         split_by=split_by,
+        verbose=verbose,
+        on_bad_image=on_bad_image,
+        verify_images=verify_images,
     )
     follow = check_bool("follow_links", follow_links)
-    talk = check_bool("verbose", verbose)
-    bad_image = check_on_bad_image(on_bad_image)
-    verify = check_bool("verify_images", verify_images)
+    mode = options.label_mode
     if labels is None or mode is None:
         # Images only, but the batches are still balanced by class folder.
         mode = None
@@ -274,19 +265,19 @@ def balanced_image_dataset_from_directory(
 
     index_files: Any = index_directory  # Its overloads cannot see the checks above.
     indexed = index_files(
-        root, labels, class_names=names, formats=ALLOWED_FORMATS, follow_links=follow
+        root, labels, class_names=options.class_names, formats=ALLOWED_FORMATS, follow_links=follow
     )
     file_paths, file_labels, found_names = indexed
-    if talk:
+    if options.verbose:
         print(f"Found {len(file_paths)} files belonging to {len(found_names)} classes.")
     return make_datasets(
         file_paths,
         file_labels,
         found_names,
-        sampling,
-        image,
+        options.sampling,
+        options.image,
         mode,
-        talk,
-        on_bad_image=bad_image,
-        verify_images=verify,
+        options.verbose,
+        on_bad_image=options.on_bad_image,
+        verify_images=options.verify_images,
     )

@@ -9,15 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from kerasgen_tf._args import (
-    check_bool,
-    check_class_names,
-    check_image_options,
-    check_label_mode,
-    check_sampling_options,
-)
-from kerasgen_tf._bad_images import check_on_bad_image
-from kerasgen_tf._datasets import make_datasets
+from kerasgen_tf._datasets import check_dataset_options, make_datasets
 
 __all__ = ["balanced_image_dataset_from_paths"]
 
@@ -184,17 +176,15 @@ def balanced_image_dataset_from_paths(
             fit `label_mode` or the batching asked for.
     """
     paths = _check_file_paths(file_paths)
-    mode = check_label_mode(label_mode)
-    names = check_class_names(class_names)
-    image = check_image_options(
+    options = check_dataset_options(
+        label_mode=label_mode,
+        class_names=class_names,
         color_mode=color_mode,
         image_size=image_size,
         interpolation=interpolation,
         crop_to_aspect_ratio=crop_to_aspect_ratio,
         pad_to_aspect_ratio=pad_to_aspect_ratio,
         data_format=data_format,
-    )
-    sampling = check_sampling_options(
         num_classes_per_batch=num_classes_per_batch,
         num_images_per_class=num_images_per_class,
         shuffle=shuffle,
@@ -206,21 +196,21 @@ def balanced_image_dataset_from_paths(
         class_weights=class_weights,
         small_classes=small_classes,
         split_by=split_by,
+        verbose=verbose,
+        on_bad_image=on_bad_image,
+        verify_images=verify_images,
     )
-    talk = check_bool("verbose", verbose)
-    bad_image = check_on_bad_image(on_bad_image)
-    verify = check_bool("verify_images", verify_images)
-    int_labels, found_names = _labels_and_names(labels, names, len(paths))
-    if talk:
+    int_labels, found_names = _labels_and_names(labels, options.class_names, len(paths))
+    if options.verbose:
         print(f"Using {len(paths)} files belonging to {len(found_names)} classes.")
     return make_datasets(
         paths,
         int_labels,
         found_names,
-        sampling,
-        image,
-        mode,
-        talk,
-        on_bad_image=bad_image,
-        verify_images=verify,
+        options.sampling,
+        options.image,
+        options.label_mode,
+        options.verbose,
+        on_bad_image=options.on_bad_image,
+        verify_images=options.verify_images,
     )
