@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -128,19 +127,13 @@ def test_stateful_dataloader_resumes_mid_epoch(num_workers, fixed):
 # --------------------------------------------------------- torch.distributed
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_under_torch_distributed(tmp_path):
-    port = free_port()
+    store = tmp_path / "store"
     procs = []
     try:
         for rank in range(2):
-            args = [str(rank), "2", str(port), str(tmp_path / f"rank{rank}.json")]
+            args = [str(rank), "2", str(store), str(tmp_path / f"rank{rank}.json")]
             procs.append(
                 subprocess.Popen(
                     [sys.executable, str(SCRIPTS / "ddp_worker.py"), *args],

@@ -1,6 +1,9 @@
 """One rank of a 2-process torch.distributed run (gloo on 127.0.0.1).
 
-Usage: python ddp_worker.py RANK WORLD_SIZE PORT OUTPUT_JSON
+Usage: python ddp_worker.py RANK WORLD_SIZE STORE_FILE OUTPUT_JSON
+
+The ranks meet through a file store (no TCP store server whose teardown can
+race with the other rank's) and gloo talks over the loopback interface.
 Each rank uses `BalancedBatchSampler(..., num_shards=world_size,
 shard_index=rank)` in a `DataLoader`, trains a tiny DDP model with a
 batch-hard triplet loss for 2 epochs in each mode, all-gathers every batch
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sys
 
 import numpy as np
@@ -34,15 +38,16 @@ def batch_hard_triplet_loss(embeddings, labels, margin=0.5):
 
 
 def main():
-    rank, world_size, port, output = (
+    rank, world_size, store, output = (
         int(sys.argv[1]),
         int(sys.argv[2]),
-        int(sys.argv[3]),
+        sys.argv[3],
         sys.argv[4],
     )
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"file://{store}",
         rank=rank,
         world_size=world_size,
         timeout=datetime.timedelta(seconds=60),
