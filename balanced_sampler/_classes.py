@@ -126,9 +126,8 @@ def sort_within_segments(segment: I64, keys: npt.NDArray[np.uint64], *, key_widt
     size = len(segment)
     if size == 0:
         return np.zeros(0, dtype=np.int64)
-    segment_bits = max(int(segment.max()).bit_length(), 1)
     index_bits = max((size - 1).bit_length(), 1)
-    key_bits = 64 - segment_bits - index_bits
+    key_bits = key_bits_available(int(segment.max()) + 1, size)
     if key_width == 64 and key_bits >= 16:
         keys >>= np.uint64(64 - key_bits)
     elif key_width > key_bits:

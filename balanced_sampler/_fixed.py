@@ -219,13 +219,18 @@ def base_ranks(index: ClassIndex, *, shuffle: bool, seed: int) -> npt.NDArray[np
     return ranks
 
 
-def _partial_windows(quotas: Quotas, sizes: I64, k: int, epoch: int) -> tuple[I64, I64, I64]:
-    """Returns each class's partial window: stream start, length and jitter D."""
+def _partial_windows(
+    quotas: Quotas, groups: I64, sizes: I64, k: int, epoch: int
+) -> tuple[I64, I64, I64]:
+    """Returns each class's partial window: stream start, length and jitter D.
+
+    `groups` is `quotas.of_epoch(epoch)`, which the caller has already.
+    """
     low = (quotas.base * k) % sizes
     high = ((quotas.base + 1) * k) % sizes
     tied = quotas.tie_rank >= 0
     extras_before = quotas.shown_before(epoch) - epoch * quotas.base
-    extra_now = quotas.of_epoch(epoch) > quotas.base
+    extra_now = groups > quotas.base
     start = (epoch - extras_before) * low + extras_before * high
     length = np.where(extra_now, high, low)
     largest = np.where(tied, np.maximum(low, high), low)
@@ -331,8 +336,9 @@ def plan_epoch(
         every batch, P groups of K images each.
     """
     sizes, offsets = index.sizes, index.offsets
-    window = quotas.of_epoch(epoch) * k
-    start, length, jitter = _partial_windows(quotas, sizes, k, epoch)
+    groups = quotas.of_epoch(epoch)
+    window = groups * k
+    start, length, jitter = _partial_windows(quotas, groups, sizes, k, epoch)
     if not shuffle:
         jitter = np.zeros_like(jitter)
     marked = _mark_partial_sets(index, ranks, start, length, jitter, seed=seed)

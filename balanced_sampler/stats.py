@@ -113,9 +113,8 @@ def plan_stats(
     distinct_class = cls[first]
     pair = distinct_batch * num_classes + distinct_class
     pair_keys, distinct_per_pair = np.unique(pair, return_counts=True)
-    entries_per_pair = np.bincount(
-        np.searchsorted(pair_keys, batch_of * num_classes + cls), minlength=len(pair_keys)
-    )
+    entry_pair = np.searchsorted(pair_keys, batch_of * num_classes + cls)
+    entries_per_pair = np.bincount(entry_pair, minlength=len(pair_keys))
     pair_batch = pair_keys // num_classes
     classes_per_batch = np.bincount(pair_batch, minlength=len(batches))
 
@@ -126,7 +125,6 @@ def plan_stats(
     exact = (classes_per_batch == p) & (good_pairs_per_batch == p)
 
     # Triplet-valid entries.
-    entry_pair = np.searchsorted(pair_keys, batch_of * num_classes + cls)
     valid = (distinct_per_pair[entry_pair] >= 2) & (classes_per_batch[batch_of] >= 2)
 
     counts = np.bincount(flat, minlength=n)
