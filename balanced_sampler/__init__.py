@@ -5,7 +5,7 @@ PyTorch or Keras, so the sampling logic can be reused from any framework and
 tested without one.
 """
 
-from balanced_sampler._checks import check_sampler_options
+from balanced_sampler.checks import check_sampler_options
 from balanced_sampler.indexing import ALLOWED_FORMATS, IndexingWarning, index_directory
 from balanced_sampler.sampler import BalancedBatchSampler
 from balanced_sampler.splitting import split

@@ -11,15 +11,15 @@ import attrs
 import numpy as np
 
 from balanced_sampler import _exhaustive, _fixed
-from balanced_sampler._checks import (
+from balanced_sampler._classes import I64, ClassIndex
+from balanced_sampler._random import draw_seed
+from balanced_sampler.checks import (
     as_labels,
     check_int,
     check_sampler_options,
     check_seed,
     class_weight_vector,
 )
-from balanced_sampler._classes import I64, ClassIndex
-from balanced_sampler._random import draw_seed
 from balanced_sampler.stats import PlanStats, plan_stats
 
 ClassWeights = str | float | Mapping[int, float] | Sequence[float]

@@ -16,7 +16,7 @@ from typing import Any, Literal, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from balanced_sampler._checks import as_labels
+from balanced_sampler.checks import as_labels
 
 __all__ = ["split"]
 

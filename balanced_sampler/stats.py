@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from balanced_sampler._checks import as_labels, check_int
+from balanced_sampler.checks import as_labels, check_int
 
 _FIELDS_DOC = {
     "num_batches": "batches in the plan",

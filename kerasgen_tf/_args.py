@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import attrs
 
-from balanced_sampler._checks import (
+from balanced_sampler.checks import (
     check_bool,
     check_int,
     check_sampler_options,
