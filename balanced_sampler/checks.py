@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -13,6 +13,7 @@ from balanced_sampler._classes import I64
 
 CLASS_WEIGHT_NAMES = ("proportional", "uniform")
 SMALL_CLASS_POLICIES = ("pad", "drop", "error")
+EXHAUSTIVE_PRIORITIES = ("negatives", "exact")
 
 
 def is_int(value: object) -> TypeGuard[numbers.Integral]:
@@ -52,20 +53,56 @@ def check_bool(name: str, value: object) -> bool:
     return bool(value)
 
 
-def check_seed(seed: object) -> int | None:
+def check_seed(seed: object, *, required_because: str | None = None) -> int | None:
     """Returns `seed` if it is None or an int >= 0, else raises naming `seed`.
+
+    Args:
+        seed: The value to check.
+        required_because: If given, None is refused too, with this reason in
+            the message (e.g. why the same seed must be passed twice).
+
+    Returns:
+        The seed as an int, or None (only without `required_because`).
 
     Raises:
         TypeError: If `seed` is not None or an integer.
-        ValueError: If `seed` is negative.
+        ValueError: If `seed` is negative, or None when it is required.
     """
+    allowed = "a non-negative integer" if required_because else "None or an integer >= 0"
     if seed is None:
+        if required_because:
+            raise ValueError(
+                f"`seed` is required: {required_because}. Pass {allowed}. Received: seed=None"
+            )
         return None
     if not is_int(seed):
-        raise TypeError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
+        raise TypeError(f"`seed` must be {allowed}. Received: seed={seed!r}")
     if int(seed) < 0:
-        raise ValueError(f"`seed` must be None or an integer >= 0. Received: seed={seed!r}")
+        raise ValueError(f"`seed` must be {allowed}. Received: seed={seed!r}")
     return int(seed)
+
+
+def check_validation_split(validation_split: object) -> float:
+    """Returns `validation_split` as a float strictly between 0 and 1, or raises.
+
+    Raises:
+        TypeError: If it is not a real number.
+        ValueError: If it is not strictly between 0 and 1 (NaN included).
+    """
+    if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
+        validation_split, numbers.Real
+    ):
+        raise TypeError(
+            "`validation_split` must be a float strictly between 0 and 1. "
+            f"Received: validation_split={validation_split!r}"
+        )
+    value = float(validation_split)
+    if not 0.0 < value < 1.0:  # Also rejects NaN.
+        raise ValueError(
+            "`validation_split` must be strictly between 0 and 1. "
+            f"Received: validation_split={validation_split!r}"
+        )
+    return value
 
 
 def check_sampler_options(
@@ -79,6 +116,7 @@ def check_sampler_options(
     shuffle: object = True,
     num_shards: object = 1,
     shard_index: object = 0,
+    exhaustive_priority: object = "negatives",
 ) -> None:
     """Checks every `BalancedBatchSampler` option that does not need the labels.
 
@@ -106,7 +144,18 @@ def check_sampler_options(
             f"`small_classes` must be one of {SMALL_CLASS_POLICIES}. "
             f"Received: small_classes={small_classes!r}"
         )
+    if not (isinstance(exhaustive_priority, str) and exhaustive_priority in EXHAUSTIVE_PRIORITIES):
+        raise ValueError(
+            f"`exhaustive_priority` must be one of {EXHAUSTIVE_PRIORITIES}. "
+            f"Received: exhaustive_priority={exhaustive_priority!r}"
+        )
     _check_class_weights_kind(class_weights)
+    if fixed and exhaustive_priority != "negatives":
+        raise ValueError(
+            "`exhaustive_priority` only applies when safe_triplet=False (fixed epochs hold "
+            f"exact P x K batches only). Received: exhaustive_priority={exhaustive_priority!r} "
+            "with safe_triplet=True"
+        )
     if not fixed:
         for name, value, default in (
             ("samples_per_epoch", samples_per_epoch, None),
@@ -123,12 +172,16 @@ def check_sampler_options(
         samples = check_int("samples_per_epoch", samples_per_epoch, minimum=1)
         batch = p * k
         if samples % batch:
+            below, above = samples // batch * batch, (samples // batch + 1) * batch
+            hint = (
+                f"nearest multiples: {below} and {above}"
+                if below
+                else f"the smallest allowed value is {above}"
+            )
             raise ValueError(
                 "`samples_per_epoch` must be a multiple of the batch size "
                 f"num_classes_per_batch * num_images_per_class = {batch}. "
-                f"Received: samples_per_epoch={samples} "
-                f"(nearest multiples: {samples // batch * batch or batch} and "
-                f"{(samples // batch + 1) * batch})"
+                f"Received: samples_per_epoch={samples} ({hint})"
             )
 
 
@@ -155,17 +208,27 @@ def _check_class_weights_kind(class_weights: object) -> None:
         )
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def as_labels(labels: object) -> I64:
     """Returns the labels as a read-only 1-D int64 array.
 
     Raises:
-        TypeError: If the labels are not integers.
-        ValueError: If the labels are empty or not one-dimensional.
+        TypeError: If the labels are not a list, tuple or array of integers.
+        ValueError: If the labels are empty, not one-dimensional, or do not
+            fit in int64.
     """
-    if labels is None or isinstance(labels, (str, bytes)):
+    array_like = hasattr(labels, "__array__") or (
+        hasattr(labels, "__len__") and hasattr(labels, "__getitem__")
+    )
+    if labels is None or isinstance(labels, (str, bytes, Mapping, Iterator)) or not array_like:
+        hint = ""
+        if isinstance(labels, Iterator):
+            hint = " (an iterator or generator: pass list(...) of it)"
         raise TypeError(
-            "`labels` must be a 1-D sequence of integer class labels, one per sample. "
-            f"Received: labels={labels!r}"
+            "`labels` must be a list, tuple or 1-D array of integer class labels, one per "
+            f"sample. Received: labels={labels!r} of type {type(labels).__name__}{hint}"
         )
     array = np.asarray(labels)
     if array.ndim != 1:
@@ -180,9 +243,60 @@ def as_labels(labels: object) -> I64:
             "`labels` must hold integers (one class id per sample). "
             f"Received dtype {array.dtype}, e.g. {array[:3].tolist()!r}"
         )
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8 and int(array.max()) > _INT64_MAX:
+        raise ValueError(
+            f"`labels` must fit in int64 (at most {_INT64_MAX}). "
+            f"Received a {array.dtype} label of {int(array.max())}"
+        )
     out = array.astype(np.int64, copy=True)
     out.flags.writeable = False
     return out
+
+
+def check_class_names(class_names: object, label_values: I64) -> Mapping[int, str] | None:
+    """Checks the names given to classes for messages, as a mapping label -> name.
+
+    Args:
+        class_names: None, a sequence of names indexed by label value, or a
+            mapping {label: name}; it must name every label present.
+        label_values: The distinct labels.
+
+    Returns:
+        None, or a mapping from every label present to its name.
+
+    Raises:
+        TypeError: If `class_names` is not a sequence or mapping of strings.
+        ValueError: If a label present has no name.
+    """
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, bytes)) or not isinstance(
+        class_names, (Sequence, Mapping, np.ndarray)
+    ):
+        raise TypeError(
+            "`class_names` must be None, a sequence of names indexed by label or a mapping "
+            f"{{label: name}}. Received: class_names={class_names!r} of type "
+            f"{type(class_names).__name__}"
+        )
+    labels = label_values.tolist()
+    if isinstance(class_names, Mapping):
+        missing = [label for label in labels if label not in class_names]
+        names = {label: class_names[label] for label in labels if label in class_names}
+    else:
+        size = len(class_names)
+        missing = [label for label in labels if not 0 <= label < size]
+        names = {label: class_names[label] for label in labels if 0 <= label < size}
+    if missing:
+        raise ValueError(
+            f"`class_names` must name every label present. Missing {len(missing)} label(s), "
+            f"e.g. {missing[:5]} (received {len(class_names)} name(s))"
+        )
+    bad = [name for name in names.values() if not isinstance(name, str)]
+    if bad:
+        raise TypeError(
+            f"`class_names` must hold strings. Received non-string names, e.g. {bad[:3]!r}"
+        )
+    return names
 
 
 def class_weight_vector(
@@ -218,7 +332,9 @@ def class_weight_vector(
             raise ValueError(
                 f"`class_weights` as an exponent must be finite. Received: class_weights={alpha}"
             )
-        weights = sizes.astype(np.float64) ** alpha
+        # n_c ** alpha relative to the largest weight: finite for any alpha.
+        logs = np.log(sizes.astype(np.float64)) * alpha
+        weights = np.exp(logs - logs.max())
     elif isinstance(class_weights, Mapping):
         missing = [int(v) for v in label_values if int(v) not in class_weights]
         if missing:
@@ -226,21 +342,11 @@ def class_weight_vector(
                 "`class_weights` must give a weight for every label present. "
                 f"Missing {len(missing)} label(s), e.g. {missing[:5]}"
             )
-        weights = np.array([_weight(class_weights[int(v)]) for v in label_values])
+        weights = np.array(
+            [_weight(class_weights[int(v)], int(v)) for v in label_values], dtype=np.float64
+        )
     else:  # a sequence or an array
-        table = np.asarray(class_weights, dtype=np.float64)
-        if table.ndim != 1 or (len(label_values) and label_values.min() < 0):
-            raise ValueError(
-                "`class_weights` as a sequence must be 1-D and is indexed by label value, "
-                "so labels must be >= 0."
-            )
-        if len(table) <= int(label_values.max()):
-            raise ValueError(
-                "`class_weights` as a sequence is indexed by label value and must have "
-                f"length > {int(label_values.max())} (the largest label). "
-                f"Received length {len(table)}"
-            )
-        weights = table[label_values]
+        weights = _weight_table(class_weights, label_values)
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -248,10 +354,50 @@ def class_weight_vector(
             "`class_weights` must be finite and >= 0 for every class. "
             f"Received {weights[first]!r} for label {int(label_values[first])}"
         )
-    return weights
+    if not (weights > 0).any():
+        raise ValueError(
+            "`class_weights` must give at least one class a positive weight. "
+            "Received only zero weights"
+        )
+    # Scale-free: the largest weight becomes 1, so sums never overflow.
+    scaled: npt.NDArray[np.float64] = weights / weights.max()
+    return scaled
 
 
-def _weight(value: Any) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"Each class weight must be a real number. Received: {value!r}")
+def _weight_table(class_weights: object, label_values: I64) -> npt.NDArray[np.float64]:
+    """Looks the weight of every label up in a sequence indexed by label value."""
+    numeric = np.asarray(class_weights) if isinstance(class_weights, np.ndarray) else None
+    if numeric is None:
+        try:
+            numeric = np.asarray(class_weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            numeric = None
+    items = np.asarray(class_weights, dtype=object) if numeric is None else numeric
+    if items.ndim != 1:
+        raise ValueError(
+            "`class_weights` as a sequence must be one-dimensional (one weight per label "
+            f"value). Received a sequence of shape {items.shape}"
+        )
+    if label_values.min() < 0:
+        raise ValueError(
+            "`class_weights` as a sequence is indexed by label value, so it needs labels "
+            f">= 0. Received label {int(label_values.min())}: use a mapping {{label: weight}}"
+        )
+    if len(items) <= int(label_values.max()):
+        raise ValueError(
+            "`class_weights` as a sequence is indexed by label value and must have "
+            f"length > {int(label_values.max())} (the largest label). "
+            f"Received length {len(items)}"
+        )
+    if numeric is not None and numeric.dtype.kind in "iuf":
+        return numeric[label_values].astype(np.float64)
+    return np.array([_weight(items[v], v) for v in label_values.tolist()], dtype=np.float64)
+
+
+def _weight(value: Any, label: int) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            "`class_weights` must hold real numbers. "
+            f"Received {value!r} of type {type(value).__name__} for label {label}"
+        )
     return float(value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Literal, overload
@@ -22,7 +23,7 @@ from typing import Any, Literal, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from balanced_sampler.checks import as_labels
+from balanced_sampler.checks import as_labels, check_bool, check_int
 
 __all__ = ["ALLOWED_FORMATS", "IndexingWarning", "index_directory"]
 
@@ -316,7 +317,7 @@ def _check_class_names(class_names: Sequence[str] | None, labels: object) -> lis
             "`class_names` must contain strings (class folder names). "
             f"Received: class_names={class_names!r} (non-string entries: {bad!r})"
         )
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise ValueError(
             "`class_names` must not repeat a name. "
@@ -328,21 +329,11 @@ def _check_class_names(class_names: Sequence[str] | None, labels: object) -> lis
 def _check_options(
     follow_links: bool, max_workers: int | None, progress: ProgressCallback | None
 ) -> int:
-    if not isinstance(follow_links, (bool, np.bool_)):
-        raise TypeError(
-            f"`follow_links` must be True or False. Received: follow_links={follow_links!r}"
-        )
+    check_bool("follow_links", follow_links)
     if max_workers is None:
         max_workers = _default_max_workers()
-    elif (
-        isinstance(max_workers, bool)
-        or not isinstance(max_workers, (int, np.integer))
-        or max_workers < 1
-    ):
-        raise ValueError(
-            "`max_workers` must be None (automatic) or a positive integer. "
-            f"Received: max_workers={max_workers!r}"
-        )
+    else:
+        max_workers = check_int("max_workers", max_workers, minimum=1)
     if progress is not None and not callable(progress):
         raise TypeError(
             "`progress` must be None or a callable taking (folders_done, folders_total). "
@@ -566,14 +557,15 @@ def index_directory(
         FileNotFoundError: If `directory` does not exist.
         NotADirectoryError: If `directory` is a file.
         TypeError: If `directory`, `formats`, `class_names`,
-            `follow_links` or `progress` has the wrong type.
-        ValueError: If `labels` is not `"inferred"`, `None` or a 1-D
-            sequence of integers, if explicit labels do not have one entry
-            per file found, if `class_names` is given with labels that are
-            not inferred or does not match the class folders, if `formats`
-            is empty or holds something that is not an extension, if
-            `max_workers` is not a positive integer, or if no image is
-            found.
+            `follow_links`, `max_workers` or `progress` has the wrong type,
+            or explicit labels are not integers (e.g. floats or strings).
+        ValueError: If `labels` is not `"inferred"`, `None`, a list, a tuple
+            or a 1-D array, if explicit labels are not one-dimensional or do
+            not have one entry per file found, if `class_names` is given
+            with labels that are not inferred, repeats a name or does not
+            match the class folders, if `formats` is empty or holds
+            something that is not an extension, if `max_workers` is below
+            1, or if no image is found.
     """
     root = _check_directory(directory)
     fmts = _check_formats(formats)

@@ -8,7 +8,6 @@ two separate calls never overlap.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, overload
@@ -16,7 +15,7 @@ from typing import Any, Literal, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from balanced_sampler.checks import as_labels
+from balanced_sampler.checks import as_labels, check_seed, check_validation_split
 
 __all__ = ["split"]
 
@@ -24,39 +23,14 @@ __all__ = ["split"]
 # seed draw from unrelated random streams.
 _SPLIT_STREAM_TAG = 0x5B1173D
 _SUBSETS = ("training", "validation", "both")
+_SEED_REQUIRED = (
+    "the training and the validation subsets are disjoint only when both are made "
+    "with the same seed"
+)
 _BY = ("samples", "classes")
 
 IndexArray = NDArray[np.int64]
 LabelsLike = Sequence[int] | NDArray[np.integer[Any]]
-
-
-def _check_validation_split(validation_split: object) -> float:
-    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
-        raise TypeError(
-            "`validation_split` must be a float strictly between 0 and 1. "
-            f"Received: validation_split={validation_split!r}"
-        )
-    value = float(validation_split)
-    if not 0.0 < value < 1.0:  # Also rejects NaN.
-        raise ValueError(
-            "`validation_split` must be strictly between 0 and 1. "
-            f"Received: validation_split={validation_split!r}"
-        )
-    return value
-
-
-def _check_seed(seed: object) -> int:
-    if seed is None:
-        raise ValueError(
-            "`seed` is required: the training and the validation subsets are "
-            "disjoint only when both are made with the same seed. Pass a "
-            "non-negative integer. Received: seed=None"
-        )
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
-    if int(seed) < 0:
-        raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
-    return int(seed)
 
 
 def _allocate_units(
@@ -261,8 +235,9 @@ def split(
         )
     if not isinstance(by, str) or by not in _BY:
         raise ValueError(f'`by` must be "samples" or "classes". Received: by={by!r}')
-    fraction = _check_validation_split(validation_split)
-    seed_int = _check_seed(seed)
+    fraction = check_validation_split(validation_split)
+    seed_int = check_seed(seed, required_because=_SEED_REQUIRED)
+    assert seed_int is not None
     array = as_labels(labels)
 
     _, inverse, counts = np.unique(array, return_inverse=True, return_counts=True)

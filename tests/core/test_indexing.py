@@ -366,11 +366,43 @@ def test_bad_formats(tmp_path, formats, error, pattern):
         index_directory(tmp_path, formats=formats)
 
 
-@pytest.mark.parametrize("max_workers", [0, -1, 1.5, True, "2"])
-def test_bad_max_workers(tmp_path, max_workers):
+@pytest.mark.parametrize(
+    ("max_workers", "error"),
+    [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)],
+)
+def test_bad_max_workers(tmp_path, max_workers, error):
     make_tree(tmp_path, ["a/1.jpg"])
-    with pytest.raises(ValueError, match="max_workers"):
+    with pytest.raises(error, match=r"max_workers.*Received: max_workers="):
         index_directory(tmp_path, max_workers=max_workers)
+
+
+class CountingName(str):
+    """A class name that counts how often it is compared."""
+
+    comparisons = 0
+
+    def __eq__(self, other):
+        CountingName.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_class_names_checks_are_linear(tmp_path):
+    # The duplicate check used list.count per name: n * n comparisons (20k names
+    # took 6 s). Linear checks compare each name a bounded number of times.
+    n = 3_000
+    for i in range(n):
+        (tmp_path / f"c{i}").mkdir()
+    (tmp_path / "c0" / "x.jpg").write_bytes(b"")
+    names = [CountingName(f"c{i}") for i in range(n)]
+    CountingName.comparisons = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IndexingWarning)  # empty class folders
+        _, labels, got = index_directory(tmp_path, class_names=names, max_workers=1)
+    assert got == names
+    assert labels.tolist() == [0]
+    assert CountingName.comparisons < 10 * n
 
 
 def test_bad_follow_links_and_progress(tmp_path):

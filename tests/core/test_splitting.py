@@ -296,9 +296,11 @@ def test_bad_by(by):
         ([0.0, 1.0], TypeError, "must hold integers.*float64"),
         (["a", "b"], TypeError, "must hold integers"),
         ([True, False], TypeError, "must hold integers.*bool"),
-        ("ab", TypeError, "1-D sequence of integer class labels"),
-        (None, TypeError, "1-D sequence of integer class labels"),
-        (5, ValueError, "one-dimensional"),
+        ("ab", TypeError, "list, tuple or 1-D array of integer class labels"),
+        (None, TypeError, "list, tuple or 1-D array of integer class labels"),
+        (5, TypeError, "Received: labels=5 of type int"),
+        ((i for i in [0, 1]), TypeError, r"generator: pass list\(\.\.\.\)"),
+        (np.array([2**63], dtype=np.uint64), ValueError, "must fit in int64"),
     ],
 )
 def test_bad_labels(labels, error, pattern):
