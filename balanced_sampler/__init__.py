@@ -7,7 +7,7 @@ tested without one.
 
 from balanced_sampler.checks import check_sampler_options
 from balanced_sampler.indexing import ALLOWED_FORMATS, IndexingWarning, index_directory
-from balanced_sampler.sampler import BalancedBatchSampler
+from balanced_sampler.sampler import BalancedBatchSampler, SamplerWarning
 from balanced_sampler.splitting import split
 from balanced_sampler.stats import PlanStats, plan_stats
 
@@ -16,6 +16,7 @@ __all__ = [
     "BalancedBatchSampler",
     "IndexingWarning",
     "PlanStats",
+    "SamplerWarning",
     "check_sampler_options",
     "index_directory",
     "plan_stats",

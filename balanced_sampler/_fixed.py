@@ -1,10 +1,8 @@
 """Fixed plans (`safe_triplet=True`): every batch exactly P classes x K images.
 
-Each class gets a quota of groups per epoch from its weight, by largest
-remainder, capped at one group per batch. Quotas are the same every epoch
-except for classes tied at the rounding cut-off, which take the extra groups
-in a seeded rotation; so what a class has shown before any epoch has a closed
-form, and any epoch is planned without planning the ones before.
+Each class gets a quota of groups per epoch (`_quotas`: floor or ceil of its
+expected share, capped at one group per batch, with a closed-form cumulative
+count), so any epoch is planned without planning the ones before.
 
 An epoch shows a class's window of w = quota * K images: every image
 floor(w / n) times, plus a partial set of w mod n images. Partial sets walk a
@@ -25,7 +23,6 @@ repeat.
 
 from __future__ import annotations
 
-import attrs
 import numpy as np
 import numpy.typing as npt
 
@@ -38,164 +35,18 @@ from balanced_sampler._classes import (
     segment_ids,
     sort_within_segments,
 )
+from balanced_sampler._quotas import Quotas
 from balanced_sampler._random import (
     STREAM_BASE_ORDER,
     STREAM_BATCH_ORDER,
     STREAM_CLASS_ORDER,
     STREAM_CYCLE,
     STREAM_GROUPING,
-    STREAM_TIES,
     hash_keys,
     hash_segmented,
 )
 
 _TOP_BIT = np.uint64(1 << 63)
-_INT_WEIGHT_LIMIT = 1 << 62
-
-
-@attrs.frozen(eq=False)
-class Quotas:
-    """Groups per epoch for every class, as a closed-form schedule.
-
-    Attributes:
-        base: Groups every class gets in every epoch, shape `(C,)`.
-        tie_rank: Rank of each class in the rotation of tied classes, or -1.
-        tie_size: How many classes share the extra groups in rotation.
-        tie_extras: How many of them get an extra group each epoch.
-    """
-
-    base: I64
-    tie_rank: I64
-    tie_size: int
-    tie_extras: int
-
-    def shown_before(self, epoch: int) -> I64:
-        """Returns the groups each class has shown in epochs `0..epoch-1`."""
-        shown = epoch * self.base
-        if self.tie_extras:
-            tied = self.tie_rank >= 0
-            turns = epoch * self.tie_extras - self.tie_rank[tied]
-            shown[tied] += np.maximum(0, -(-turns // self.tie_size))
-        return shown
-
-    def of_epoch(self, epoch: int) -> I64:
-        """Returns the groups of every class in `epoch`."""
-        return self.shown_before(epoch + 1) - self.shown_before(epoch)
-
-
-def integer_weights(weights: npt.NDArray[np.float64], budget: int) -> I64:
-    """Turns non-negative weights into integers that keep their ratios.
-
-    `compute_quotas` multiplies weights by the group budget, so their sum is
-    kept below 2**62 / budget. Integral weights (class sizes, uniform) stay
-    exact within that bound; other weights are scaled to about 30 bits.
-
-    Args:
-        weights: Non-negative finite weights, at least one positive.
-        budget: The number of groups per epoch.
-
-    Returns:
-        int64 weights, zero exactly where `weights` is zero.
-    """
-    limit = _INT_WEIGHT_LIMIT // max(budget, 1)
-    total = float(weights.sum())
-    if bool(np.all(weights == np.floor(weights))) and total <= limit:
-        return weights.astype(np.int64)
-    scale = min(float(1 << 30) / float(weights.max()), limit / total)
-    scaled = np.floor(weights * scale).astype(np.int64)
-    # A tiny positive weight must not vanish: keep at least 1.
-    return np.where(weights > 0, np.maximum(scaled, 1), 0)
-
-
-def _shares(weights: I64, caps: I64, budget: int) -> tuple[I64, I64]:
-    """Splits `budget` in proportion to `weights`, no class above its cap.
-
-    Water-filling in exact integer arithmetic: classes whose share would pass
-    their cap get the cap, the rest is shared again among the others.
-
-    Returns:
-        `(floor, remainder)`: each class's whole share and the numerator of
-        its fractional part (all over one common denominator, so remainders
-        compare exactly).
-    """
-    capped = np.zeros(len(weights), dtype=bool)
-    while True:
-        free = ~capped & (weights > 0)
-        free_budget = budget - int(caps[capped].sum())
-        total = max(int(weights[free].sum()), 1)
-        over = free & (weights * free_budget > caps * total)
-        if not over.any():
-            break
-        capped |= over
-    floor = np.where(free, (weights * free_budget) // total, 0)
-    remainder = np.where(free, (weights * free_budget) % total, 0)
-    floor[capped] = caps[capped]
-    return floor, remainder
-
-
-def _round(base: I64, score: I64, extras: int, seed: int) -> Quotas:
-    """Gives `extras` more groups to the classes of highest score.
-
-    Classes tied at the cut-off share their extra groups in a seeded
-    rotation, one epoch after another.
-    """
-    tie_rank = np.full(len(base), -1, dtype=np.int64)
-    if extras == 0:
-        return Quotas(base=base, tie_rank=tie_rank, tie_size=0, tie_extras=0)
-    cutoff = np.sort(score)[-extras]
-    above = score > cutoff
-    tied = np.flatnonzero(score == cutoff)
-    keys = hash_keys(seed, STREAM_TIES, tied)
-    tie_rank[tied[np.argsort(keys, kind="stable")]] = np.arange(len(tied))
-    return Quotas(
-        base=base + above,
-        tie_rank=tie_rank,
-        tie_size=len(tied),
-        tie_extras=extras - int(above.sum()),
-    )
-
-
-def compute_quotas(
-    weights: I64, num_batches: int, p: int, seed: int, *, sizes: I64 | None = None, k: int = 1
-) -> Quotas:
-    """Splits the epoch's `num_batches * p` groups among classes.
-
-    With `sizes` (the "proportional" weighting) the split is the one that
-    shows the most distinct images: first every class's whole groups
-    (floor(n_c / K), shared in proportion to n_c if they do not all fit),
-    then one group for the rest of the classes with the most images left
-    over, then, if groups remain, shares in proportion to n_c. Otherwise
-    groups are shared in proportion to `weights`. No class gets more than one
-    group per batch.
-
-    Args:
-        weights: Non-negative integer weight of every class; at least `p`
-            of them positive.
-        num_batches: Batches per epoch (the cap on any class's groups).
-        p: `num_classes_per_batch`.
-        seed: The sampler's seed (breaks ties at the rounding cut-off).
-        sizes: Images per class, for the proportional split.
-        k: `num_images_per_class`, with `sizes`.
-
-    Returns:
-        The `Quotas` schedule.
-    """
-    budget = num_batches * p
-    cap = np.where(weights > 0, num_batches, 0).astype(np.int64)
-    if sizes is None:
-        floor, remainder = _shares(weights, cap, budget)
-        return _round(floor, remainder, budget - int(floor.sum()), seed)
-    whole = np.minimum(cap, sizes // k)
-    if budget <= int(whole.sum()):
-        floor, remainder = _shares(weights, whole, budget)
-        return _round(floor, remainder, budget - int(floor.sum()), seed)
-    left_over = np.where(whole < cap, sizes - whole * k, 0)
-    left = budget - int(whole.sum())
-    if left <= int(np.count_nonzero(left_over)):
-        return _round(whole, left_over, left, seed)
-    base = whole + (left_over > 0)
-    floor, remainder = _shares(weights, cap - base, budget - int(base.sum()))
-    return _round(base + floor, remainder, budget - int((base + floor).sum()), seed)
 
 
 def base_ranks(index: ClassIndex, *, shuffle: bool, seed: int) -> npt.NDArray[np.int32]:
@@ -228,12 +79,11 @@ def _partial_windows(
     """
     low = (quotas.base * k) % sizes
     high = ((quotas.base + 1) * k) % sizes
-    tied = quotas.tie_rank >= 0
-    extras_before = quotas.shown_before(epoch) - epoch * quotas.base
+    extras_before = quotas.extras_before(epoch)
     extra_now = groups > quotas.base
     start = (epoch - extras_before) * low + extras_before * high
     length = np.where(extra_now, high, low)
-    largest = np.where(tied, np.maximum(low, high), low)
+    largest = np.where(quotas.can_extra, np.maximum(low, high), low)
     return start, length, (sizes - largest + 1) // 2
 
 

@@ -13,7 +13,7 @@ from balanced_sampler._classes import I64
 
 CLASS_WEIGHT_NAMES = ("proportional", "uniform")
 SMALL_CLASS_POLICIES = ("pad", "drop", "error")
-EXHAUSTIVE_PRIORITIES = ("negatives", "exact")
+EXHAUSTIVE_PRIORITIES = ("exact", "spread")
 
 
 def is_int(value: object) -> TypeGuard[numbers.Integral]:
@@ -116,7 +116,7 @@ def check_sampler_options(
     shuffle: object = True,
     num_shards: object = 1,
     shard_index: object = 0,
-    exhaustive_priority: object = "negatives",
+    exhaustive_priority: object = "exact",
 ) -> None:
     """Checks every `BalancedBatchSampler` option that does not need the labels.
 
@@ -150,7 +150,7 @@ def check_sampler_options(
             f"Received: exhaustive_priority={exhaustive_priority!r}"
         )
     _check_class_weights_kind(class_weights)
-    if fixed and exhaustive_priority != "negatives":
+    if fixed and exhaustive_priority != "exact":
         raise ValueError(
             "`exhaustive_priority` only applies when safe_triplet=False (fixed epochs hold "
             f"exact P x K batches only). Received: exhaustive_priority={exhaustive_priority!r} "

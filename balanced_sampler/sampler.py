@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -10,11 +11,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from balanced_sampler import _exhaustive, _fixed
+from balanced_sampler import _exhaustive, _fixed, _quotas
 from balanced_sampler._classes import I64, ClassIndex
 from balanced_sampler._random import draw_seed
 from balanced_sampler.checks import (
     as_labels,
+    check_class_names,
     check_int,
     check_sampler_options,
     check_seed,
@@ -23,6 +25,17 @@ from balanced_sampler.checks import (
 from balanced_sampler.stats import PlanStats, plan_stats
 
 ClassWeights = str | float | Mapping[int, float] | Sequence[float]
+ClassNames = Sequence[str] | Mapping[int, str]
+
+STATE_KEYS = ("seed", "epoch", "next_batch")
+
+
+class SamplerWarning(UserWarning):
+    """A sampler setting that works but defeats metric learning, or leaves classes out.
+
+    Emitted for `num_images_per_class=1` (no positives), `num_classes_per_batch=1`
+    (no negatives) and `small_classes="drop"` (classes left out).
+    """
 
 
 def _seed(value: object) -> int:
@@ -49,20 +62,27 @@ class BalancedBatchSampler:
       A class's images are cut into groups of K (its last images split so no
       group has a single image unless the class has one, e.g. K=4 and 9
       images give 4+3+2; K=2 and 3 images give one group of 3); each batch
-      holds at most P groups of distinct classes. All batches are full except
-      the last one or two, unless a class has more groups than that leaves
-      batches, in which case its groups set the number of batches and the
-      other classes are spread evenly over them. The number of batches does
-      not depend on the seed.
+      holds at most P groups of distinct classes. The epoch starts with as
+      many exact P x K batches as the class sizes allow (see
+      `exhaustive_priority`); the other batches ("the tail") are full except
+      one or two, unless a class has more groups left than that leaves
+      batches: then its groups set the number of batches, and the other
+      classes' remaining images are spread over them in smaller groups (never
+      below two images) so that as many batches as possible hold a second
+      class. Batches come largest first. The number of batches does not
+      depend on the seed.
     - `safe_triplet=True` (fixed): every batch is exactly P distinct classes x
       K images; an epoch has `samples_per_epoch / (P * K)` batches. Each
-      class gets a quota of groups from `class_weights` (by largest
-      remainder, ties rotated by seed, at most one group per batch) and walks
-      its own stream of seeded passes over its images, continued across
-      epochs: an epoch shows `min(n_c, quota_c * K)` distinct images of each
-      class, every pass shows each image once, and over any number of epochs
-      the images of a class are shown equally often, within one. Classes with
-      fewer than K images follow `small_classes`.
+      class gets `floor(s_c)` or `floor(s_c) + 1` groups per epoch, where
+      `s_c` is its expected share of the epoch's groups (from
+      `class_weights`, at most one group per batch); its groups over any
+      epochs 0..E-1 stay close to `E * s_c` (a small weight is never
+      starved). Each class walks its own stream of seeded passes over its
+      images, continued across epochs: an epoch shows `min(n_c, quota_c * K)`
+      distinct images of each class, every pass shows each image once, and
+      over any number of epochs the images of a class are shown equally
+      often, within one. Classes with fewer than K images follow
+      `small_classes`.
 
     It works as a PyTorch `batch_sampler` unchanged:
     `DataLoader(dataset, batch_sampler=BalancedBatchSampler(labels, 8, 4))`.
@@ -70,23 +90,46 @@ class BalancedBatchSampler:
     Args:
         labels: One integer class label per sample (list, tuple or array).
         num_classes_per_batch: P, the number of distinct classes per batch.
+            P=1 warns (a batch then holds no negative).
         num_images_per_class: K, the number of images of each class per batch.
+            K=1 warns (a batch then holds no positive). In fixed mode with
+            `small_classes="pad"`, K may not exceed the largest class.
         safe_triplet: False for exhaustive epochs, True for exact P x K
             batches (see above).
         samples_per_epoch: Fixed mode only: samples per epoch, a multiple of
             P * K. Default: the number of samples of the usable classes,
             rounded up to a multiple of P * K * num_shards.
         class_weights: Fixed mode only: how groups are shared among classes.
-            "proportional" (n_c / N, as kerasgen 0.1.3), "uniform", a real
-            exponent alpha for weights n_c ** alpha (0.5 is square-root
-            sampling), a mapping {label: weight} or a sequence indexed by
-            label. A class of weight 0 is never chosen.
+            "proportional" (default, as kerasgen 0.1.3's n_c / N, made
+            coverage-optimal): first every class's whole groups of K images
+            (in proportion to n_c when they do not all fit), then one group
+            for the classes with the most images left over, then the rest in
+            proportion to n_c; so an epoch shows as many distinct images as
+            any exact P x K plan of its length can. `1.0` (weights n_c) shares
+            all groups in proportion to n_c instead, so a large class may
+            repeat images while smaller ones leave some unseen. "uniform"
+            (equal weights), a real exponent alpha for weights n_c ** alpha
+            (0.5 is square-root sampling), a mapping {label: weight} or a
+            sequence indexed by label: groups in proportion to the weights,
+            each class capped at one group per batch and the excess shared
+            among the others. A class of weight 0 is never chosen.
         small_classes: Fixed mode only: what to do with classes of fewer than
             K images. "pad" (default) repeats their images inside the group,
             each distinct image before any repeat; "drop" leaves them out
-            with a warning that counts them; "error" raises.
+            with a `SamplerWarning` that counts and names them; "error"
+            raises.
+        exhaustive_priority: Exhaustive mode only. "exact" (default): the
+            epoch starts with as many exact P x K batches as any
+            exactly-once plan can hold (`max_exact_batches`), or
+            fewer when one class dominates so much that B* of them would
+            leave later batches without a second class (then the most that
+            leave none). "spread": no reserved exact batches; every class's
+            groups are spread over all the batches, so when one class
+            dominates, its batches hold more classes each (at the cost of
+            exact batches).
         shuffle: Whether to randomise the order of images, classes and
-            batches. With False, plans are deterministic and seed-free.
+            batches. With False, plans are deterministic and do not depend on
+            the seed.
         seed: A non-negative int. None draws one from the operating system
             at construction and keeps it (see `seed`, `state_dict`).
         num_shards: The number of shards (e.g. data-parallel workers). Each
@@ -97,12 +140,16 @@ class BalancedBatchSampler:
             `global_batches % num_shards` batches of the epoch are left out
             (in exhaustive mode those are the smallest batches; a fresh
             shuffle each epoch means different samples each time).
+        class_names: Optional names of the classes, a sequence indexed by
+            label or a mapping {label: name}, used only to name classes in
+            errors and warnings.
 
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If an argument has a wrong value, e.g. P larger than the
             number of usable classes, `samples_per_epoch` not a multiple of
-            P * K, or `shard_index` outside `[0, num_shards)`.
+            P * K, K larger than the largest class with `small_classes="pad"`,
+            or `shard_index` outside `[0, num_shards)`.
     """
 
     labels: I64 = attrs.field(converter=as_labels, on_setattr=_FROZEN)
@@ -114,17 +161,25 @@ class BalancedBatchSampler:
         default="proportional", kw_only=True, on_setattr=_FROZEN
     )
     small_classes: str = attrs.field(default="pad", kw_only=True, on_setattr=_FROZEN)
+    exhaustive_priority: str = attrs.field(default="exact", kw_only=True, on_setattr=_FROZEN)
     shuffle: bool = attrs.field(default=True, kw_only=True, on_setattr=_FROZEN)
     seed: int = attrs.field(default=None, kw_only=True, converter=_seed, on_setattr=_FROZEN)
     num_shards: int = attrs.field(default=1, kw_only=True, on_setattr=_FROZEN)
     shard_index: int = attrs.field(default=0, kw_only=True, on_setattr=_FROZEN)
+    class_names: ClassNames | None = attrs.field(default=None, kw_only=True, on_setattr=_FROZEN)
 
     _index: ClassIndex = attrs.field(init=False)
+    _names: Mapping[int, str] | None = attrs.field(init=False, default=None)
     _global_batches: int = attrs.field(init=False)
-    _quotas: _fixed.Quotas | None = attrs.field(init=False, default=None)
+    _layout: _exhaustive.Layout | None = attrs.field(init=False, default=None)
+    _shares: np.ndarray[Any, np.dtype[np.float64]] | None = attrs.field(init=False, default=None)
+    _quotas: _quotas.Quotas | None = attrs.field(init=False, default=None)
     _ranks: np.ndarray[Any, np.dtype[np.int32]] | None = attrs.field(init=False, default=None)
+    # What the next iteration plays, unless an iteration is in progress.
     _next_epoch: int = attrs.field(init=False, default=0)
     _resume_batch: int = attrs.field(init=False, default=0)
+    # The iteration in progress: its number and (epoch, next batch), or None.
+    _iteration: int = attrs.field(init=False, default=0)
     _position: tuple[int, int] | None = attrs.field(init=False, default=None)
     _cache: tuple[int, int, list[I64]] | None = attrs.field(init=False, default=None)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
@@ -140,16 +195,28 @@ class BalancedBatchSampler:
             shuffle=self.shuffle,
             num_shards=self.num_shards,
             shard_index=self.shard_index,
+            exhaustive_priority=self.exhaustive_priority,
         )
-        k = self.num_images_per_class
+        p, k = self.num_classes_per_batch, self.num_images_per_class
         index = ClassIndex.from_labels(self.labels)
         self._index = index
+        self._names = check_class_names(self.class_names, index.label_values)
+        self._warn_about_batch_shape()
         if not self.safe_triplet:
             self._check_enough_classes(index.num_classes, "classes")
-            self._global_batches = _exhaustive.num_batches(
-                index.sizes, self.num_classes_per_batch, k
+            self._layout = _exhaustive.Layout.build(
+                index.sizes, p, k, priority=self.exhaustive_priority
             )
+            self._global_batches = self._layout.num_batches
         else:
+            largest = int(index.sizes.max())
+            if self.small_classes == "pad" and k > largest:
+                raise ValueError(
+                    "`num_images_per_class` must be at most the size of the largest class "
+                    f"({largest} images) with small_classes='pad': every group of K images "
+                    "would repeat images. Received: "
+                    f"num_images_per_class={k}"
+                )
             small = index.sizes < k
             if small.any() and self.small_classes != "pad":
                 self._handle_small_classes(small)
@@ -159,8 +226,17 @@ class BalancedBatchSampler:
                 what += f" and at least K={k} images"
             self._check_enough_classes(int(np.count_nonzero(weights > 0)), what)
             self._global_batches = self._fixed_batch_count(index.sizes[weights > 0])
-            self._quotas = self._compute_quotas(weights)
-            self._ranks = _fixed.base_ranks(index, shuffle=self.shuffle, seed=self.seed)
+            proportional = (
+                isinstance(self.class_weights, str) and self.class_weights == "proportional"
+            )
+            self._shares = _quotas.expected_shares(
+                weights,
+                self._global_batches,
+                p,
+                sizes=index.sizes if proportional else None,
+                k=k,
+            )
+            self._schedule()
         if len(self) == 0:
             raise ValueError(
                 f"An epoch has {self._global_batches} batch(es), fewer than "
@@ -168,31 +244,71 @@ class BalancedBatchSampler:
                 "Use fewer shards or more samples per epoch."
             )
 
+    def _schedule(self) -> None:
+        """Computes the seed-dependent parts of fixed planning (quotas, base ranks)."""
+        assert self._shares is not None
+        self._quotas = _quotas.schedule(
+            self._shares,
+            self._global_batches,
+            self.num_classes_per_batch,
+            shuffle=self.shuffle,
+            seed=self.seed,
+        )
+        self._ranks = _fixed.base_ranks(self._index, shuffle=self.shuffle, seed=self.seed)
+
     # ------------------------------------------------------------------ checks
+
+    def _class_label(self, label: int) -> str:
+        if self._names is None:
+            return f"label {label}"
+        return f"{self._names[label]!r} (label {label})"
+
+    def _warn_about_batch_shape(self) -> None:
+        p, k = self.num_classes_per_batch, self.num_images_per_class
+        if k == 1:
+            warnings.warn(
+                "num_images_per_class=1: no batch holds two images of a class, so no sample "
+                "has a positive in its batch; triplet, contrastive and multi-similarity losses "
+                "need num_images_per_class >= 2.",
+                SamplerWarning,
+                stacklevel=4,
+            )
+        if p == 1:
+            warnings.warn(
+                "num_classes_per_batch=1: every batch holds a single class, so no sample has "
+                "a negative in its batch; triplet, contrastive and multi-similarity losses "
+                "need num_classes_per_batch >= 2.",
+                SamplerWarning,
+                stacklevel=4,
+            )
 
     def _check_enough_classes(self, usable: int, what: str) -> None:
         p = self.num_classes_per_batch
         if p > usable:
             raise ValueError(
-                f"`num_classes_per_batch` must be at most the number of {what}. "
-                f"Received: num_classes_per_batch={p}, but there are only {usable}."
+                f"`num_classes_per_batch` must be at most the number of {what} among the "
+                f"labels given. Received: num_classes_per_batch={p}, but there are only "
+                f"{usable} (counted over the {len(self.labels)} labels given)."
             )
 
     def _handle_small_classes(self, small: np.ndarray[Any, np.dtype[np.bool_]]) -> None:
         k = self.num_images_per_class
         count = int(np.count_nonzero(small))
         samples = int(self._index.sizes[small].sum())
-        examples = self._index.label_values[small][:5].tolist()
+        examples = ", ".join(
+            self._class_label(label) for label in self._index.label_values[small][:5].tolist()
+        )
+        more = f" and {count - 5} more" if count > 5 else ""
         message = (
             f"{count} of {self._index.num_classes} classes have fewer than "
-            f"num_images_per_class={k} images ({samples} samples; labels e.g. {examples})"
+            f"num_images_per_class={k} images ({samples} samples): {examples}{more}"
         )
         if self.small_classes == "error":
             raise ValueError(
                 f"{message}. Use small_classes='pad' to repeat their images or "
                 "small_classes='drop' to leave them out."
             )
-        warnings.warn(f"small_classes='drop': leaving out {message}.", UserWarning, stacklevel=4)
+        warnings.warn(f"small_classes='drop': leaving out {message}.", SamplerWarning, stacklevel=5)
 
     def _usable_weights(self) -> np.ndarray[Any, np.dtype[np.float64]]:
         """The weight of every class in fixed mode; 0 for classes never chosen."""
@@ -201,19 +317,6 @@ class BalancedBatchSampler:
         if self.small_classes != "pad":
             weights = np.where(index.sizes < self.num_images_per_class, 0.0, weights)
         return weights
-
-    def _compute_quotas(self, weights: np.ndarray[Any, np.dtype[np.float64]]) -> _fixed.Quotas:
-        budget = self._global_batches * self.num_classes_per_batch
-        int_weights = _fixed.integer_weights(weights, budget)
-        proportional = isinstance(self.class_weights, str) and self.class_weights == "proportional"
-        return _fixed.compute_quotas(
-            int_weights,
-            self._global_batches,
-            self.num_classes_per_batch,
-            self.seed,
-            sizes=self._index.sizes if proportional else None,
-            k=self.num_images_per_class,
-        )
 
     def _fixed_batch_count(self, usable_sizes: I64) -> int:
         batch = self.batch_size
@@ -241,9 +344,50 @@ class BalancedBatchSampler:
         return self._global_batches
 
     @property
+    def exact_batches(self) -> int:
+        """Exact P x K batches in every epoch's global plan.
+
+        All of them in fixed mode; in exhaustive mode, the ones the layout
+        reserves (see `exhaustive_priority`), which come first among the
+        largest batches.
+        """
+        if self._layout is None:
+            return self._global_batches
+        return self._layout.num_exact
+
+    @property
+    def max_exact_batches(self) -> int:
+        """B*: the most exact P x K batches an exhaustive epoch could hold.
+
+        An exact batch takes one full group of K images from each of P
+        classes, so no exactly-once plan holds more than the largest B with
+        `sum_c min(full_c, B) >= P * B`, where `full_c` counts class c's
+        groups of exactly K images (floor(n_c / K), one less when n_c mod K
+        is 1, since no group may hold a single image). In fixed mode, every
+        batch is exact: `global_batches`.
+        """
+        if self._layout is None:
+            return self._global_batches
+        return self._layout.max_exact
+
+    @property
     def epoch(self) -> int:
-        """The epoch that the next iteration plays."""
-        return self._next_epoch
+        """The epoch of the next batch (see `state_dict`)."""
+        return self._where()[0]
+
+    @property
+    def expected_groups(self) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+        """Fixed mode: every class's expected groups per epoch, by class.
+
+        Classes are the distinct labels in increasing order. Over epochs
+        0..E-1 a class shows close to `E` times this many groups. None in
+        exhaustive mode.
+        """
+        if self._shares is None:
+            return None
+        out: np.ndarray[Any, np.dtype[np.float64]] = self._shares.copy()
+        out.flags.writeable = False
+        return out
 
     def __len__(self) -> int:
         """Returns the exact number of batches this shard yields per epoch."""
@@ -253,16 +397,17 @@ class BalancedBatchSampler:
         """Returns this shard's batches of `epoch`.
 
         Args:
-            epoch: A non-negative epoch number.
+            epoch: A non-negative epoch number (below 2**31).
 
         Returns:
             A list of `len(self)` read-only int64 arrays of sample indices,
             exactly what iterating over that epoch yields.
 
         Raises:
-            ValueError: If `epoch` is not a non-negative integer.
+            TypeError: If `epoch` is not an integer.
+            ValueError: If `epoch` is negative or not below 2**31.
         """
-        epoch = check_int("epoch", epoch, minimum=0)
+        epoch = _check_epoch("epoch", epoch)
         with self._lock:
             cache = self._cache
             if cache is not None and cache[0] == self.seed and cache[1] == epoch:
@@ -291,8 +436,9 @@ class BalancedBatchSampler:
             table = table[keep] if self.num_shards > 1 else table
             table.flags.writeable = False
             return list(table)
+        assert self._layout is not None
         order, sizes = _exhaustive.plan_epoch(
-            self._index, p, k, shuffle=self.shuffle, seed=self.seed, epoch=epoch
+            self._index, self._layout, shuffle=self.shuffle, seed=self.seed, epoch=epoch
         )
         order.flags.writeable = False
         ends = np.cumsum(sizes)
@@ -316,11 +462,20 @@ class BalancedBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch that the next iteration plays (from its first batch).
 
+        An iteration in progress is abandoned: the state (`state_dict`) and
+        the next `iter()` both say epoch `epoch`, batch 0.
+
         Args:
             epoch: A non-negative epoch number.
         """
-        self._next_epoch = check_int("epoch", epoch, minimum=0)
-        self._resume_batch = 0
+        epoch = _check_epoch("epoch", epoch)
+        self._detach()
+        self._next_epoch, self._resume_batch = epoch, 0
+
+    def _detach(self) -> None:
+        """Ends the iteration in progress: its later draws no longer move the state."""
+        self._iteration += 1
+        self._position = None
 
     def iter_arrays(self) -> Iterator[I64]:
         """Plays the next epoch, one int64 array of sample indices per batch.
@@ -332,18 +487,36 @@ class BalancedBatchSampler:
         Returns:
             An iterator over this shard's remaining batches of the epoch.
         """
+        epoch, start = self._claim()
+        return self._play(self._iteration, epoch, start)
+
+    def _claim(self) -> tuple[int, int]:
+        """Starts a new iteration: returns (epoch, first batch) and moves past them.
+
+        A new iteration plays what was set to come next (`set_epoch`,
+        `load_state_dict`, or the epoch after the last one started), never
+        the rest of an iteration still in progress.
+        """
         epoch, start = self._next_epoch, self._resume_batch
+        if start >= len(self):
+            epoch, start = epoch + 1, 0
+        self._detach()
         self._next_epoch, self._resume_batch = epoch + 1, 0
         self._position = (epoch, start)
-        return self._play(epoch, start)
+        return epoch, start
 
-    def _play(self, epoch: int, start: int) -> Iterator[I64]:
+    def _play(self, iteration: int, epoch: int, start: int) -> Iterator[I64]:
         batches = self.plan(epoch)
-        for i in range(start, len(batches)):
-            self._position = (epoch, i + 1)
-            yield batches[i]
-        if self._position == (epoch, len(batches)):
-            self._position = None
+        try:
+            for i in range(start, len(batches)):
+                if self._iteration == iteration:
+                    self._position = (epoch, i + 1)
+                yield batches[i]
+        finally:
+            # Exhausted, or abandoned (`break` closes the generator): the next
+            # iteration plays the next epoch, and the state says so.
+            if self._iteration == iteration:
+                self._position = None
 
     def __iter__(self) -> Iterator[list[int]]:
         """Plays the next epoch, one list of int sample indices per batch.
@@ -358,50 +531,134 @@ class BalancedBatchSampler:
 
     # ------------------------------------------------------------------ resume
 
-    def state_dict(self) -> dict[str, int]:
-        """Returns where iteration stands: `{"seed", "epoch", "next_batch"}`.
+    def state_dict(self) -> dict[str, Any]:
+        """Returns what the next batches are: `{"seed", "epoch", "next_batch", "fingerprint"}`.
 
-        Loading it into a sampler built with the same labels and settings
-        (see `load_state_dict`) continues with exactly the batches this one
-        would have yielded, without replaying earlier ones.
+        The state always describes exactly what comes next: while an
+        iteration is in progress, its next batch (so a sampler loaded with
+        it continues that iteration, as torchdata's `StatefulDataLoader`
+        expects); otherwise what the next `iter()` plays (after an epoch
+        ends, after a `break` out of it, or after `set_epoch`). Loading it
+        into a sampler built with the same labels and settings (see
+        `load_state_dict`) continues with exactly the batches this one would
+        have yielded, without replaying earlier ones. "fingerprint" is a
+        plain dict of strings describing the labels and settings.
         """
+        epoch, batch = self._where()
+        return {"seed": self.seed, "epoch": epoch, "next_batch": batch, **self._fingerprint()}
+
+    def _where(self) -> tuple[int, int]:
+        """(epoch, next batch) of the iteration in progress, else of the next one."""
         if self._position is not None:
             epoch, batch = self._position
         else:
             epoch, batch = self._next_epoch, self._resume_batch
         if batch >= len(self):
             epoch, batch = epoch + 1, 0
-        return {"seed": self.seed, "epoch": epoch, "next_batch": batch}
+        return epoch, batch
 
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
+    def _fingerprint(self) -> dict[str, dict[str, str]]:
+        labels = np.ascontiguousarray(self.labels)
+        weights = self.class_weights
+        if not isinstance(weights, (str, float, int)):
+            items = sorted(dict(weights).items()) if isinstance(weights, Mapping) else weights
+            weights = "sha256:" + hashlib.sha256(repr(list(items)).encode()).hexdigest()[:16]
+        return {
+            "fingerprint": {
+                "labels": f"{len(labels)} labels, sha256:"
+                + hashlib.sha256(labels.tobytes()).hexdigest()[:16],
+                "num_classes_per_batch": str(self.num_classes_per_batch),
+                "num_images_per_class": str(self.num_images_per_class),
+                "safe_triplet": str(self.safe_triplet),
+                "samples_per_epoch": str(self.samples_per_epoch),
+                "class_weights": str(weights),
+                "small_classes": self.small_classes,
+                "exhaustive_priority": self.exhaustive_priority,
+                "shuffle": str(self.shuffle),
+                "num_shards": str(self.num_shards),
+                "shard_index": str(self.shard_index),
+            }
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resumes from a `state_dict()`: the next iteration continues there.
 
         The saved seed replaces this sampler's seed, so a sampler built with
-        `seed=None` resumes the original run's plans.
+        `seed=None` resumes the original run's plans. An iteration in progress
+        is abandoned.
 
         Args:
-            state: A mapping with integer "seed", "epoch" and "next_batch".
+            state: A mapping with integer "seed", "epoch" and "next_batch", and
+                the "fingerprint" of the sampler that saved it (a state
+                without one is not checked).
 
         Raises:
-            ValueError: If a key is missing or a value is not a valid integer.
+            ValueError: If a key is missing, a value is not a valid integer,
+                or the fingerprint shows the state was saved by a sampler
+                built with other labels or settings (the message says which).
         """
-        missing = {"seed", "epoch", "next_batch"} - set(state)
+        missing = set(STATE_KEYS) - set(state)
         if missing:
             raise ValueError(
                 "`state` must have the keys 'seed', 'epoch' and 'next_batch'. "
                 f"Missing: {sorted(missing)}"
             )
         seed = check_int("state['seed']", state["seed"], minimum=0)
-        epoch = check_int("state['epoch']", state["epoch"], minimum=0)
+        epoch = _check_epoch("state['epoch']", state["epoch"])
         batch = check_int("state['next_batch']", state["next_batch"], minimum=0)
+        saved = state.get("fingerprint")
+        if saved is not None:
+            ours = self._fingerprint()["fingerprint"]
+            if not isinstance(saved, Mapping):
+                raise ValueError(
+                    "`state['fingerprint']` must be the dict that state_dict() returns. "
+                    f"Received: {saved!r}"
+                )
+            differ = [
+                f"{name}: saved {saved.get(name)!r}, this sampler {value!r}"
+                for name, value in ours.items()
+                if saved.get(name) != value
+            ]
+            if differ:
+                raise ValueError(
+                    "This state was saved by a sampler built with other labels or settings, "
+                    "so its batches would not continue the saved run. Differences: "
+                    + "; ".join(differ)
+                )
         if batch >= len(self):
             epoch, batch = epoch + 1, 0
+        self._detach()
         if seed != self.seed:
             object.__setattr__(self, "seed", seed)
+            self._cache = None
             if self._quotas is not None:
-                self._quotas = self._compute_quotas(self._usable_weights())
-                self._ranks = _fixed.base_ranks(self._index, shuffle=self.shuffle, seed=seed)
-        self._next_epoch, self._resume_batch, self._position = epoch, batch, None
+                self._schedule()
+        self._next_epoch, self._resume_batch = epoch, batch
+
+    # ------------------------------------------------------------ copying
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Returns the sampler for pickling: its fields and where it stands.
+
+        The lock and the plan cache are left out; an iteration in progress
+        becomes the copy's next iteration (the copy continues it).
+        """
+        state = {
+            field.name: getattr(self, field.name)
+            for field in attrs.fields(type(self))
+            if field.name not in ("_lock", "_cache", "_position", "_iteration")
+        }
+        state["_next_epoch"], state["_resume_batch"] = self._where()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restores a pickled sampler (see `__getstate__`)."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_position", None)
+        object.__setattr__(self, "_iteration", 0)
 
     def __repr__(self) -> str:
         return (
@@ -411,3 +668,10 @@ class BalancedBatchSampler:
             f"batches_per_epoch={len(self)}, seed={self.seed}, "
             f"shard={self.shard_index}/{self.num_shards})"
         )
+
+
+def _check_epoch(name: str, epoch: object) -> int:
+    value = check_int(name, epoch, minimum=0)
+    if value >= _quotas.MAX_EPOCH:
+        raise ValueError(f"`{name}` must be below 2**31. Received: {name}={value}")
+    return value

@@ -20,6 +20,10 @@ def as_lists(plan):
     return [batch.tolist() for batch in plan]
 
 
+def position(state):
+    return {key: state[key] for key in ("seed", "epoch", "next_batch")}
+
+
 @pytest.mark.parametrize("safe_triplet", [False, True])
 def test_same_inputs_give_the_same_plan_and_epochs_differ(safe_triplet):
     a = BalancedBatchSampler(LABELS, 3, 4, safe_triplet=safe_triplet, seed=7)
@@ -118,7 +122,7 @@ def test_state_dict_resumes_mid_epoch_with_exactly_the_same_batches(safe_triplet
     it = iter(original)  # epoch 1
     consumed = [next(it) for _ in range(2)]
     state = original.state_dict()
-    assert state == {"seed": original.seed, "epoch": 1, "next_batch": 2}
+    assert position(state) == {"seed": original.seed, "epoch": 1, "next_batch": 2}
     rest = list(it) + list(original)  # the rest of epoch 1, then epoch 2
 
     restored = BalancedBatchSampler(LABELS, 3, 4, safe_triplet=safe_triplet, seed=None)
@@ -134,7 +138,7 @@ def test_state_after_the_last_batch_points_at_the_next_epoch():
     it = iter(sampler)
     for _ in range(len(sampler)):
         next(it)
-    assert sampler.state_dict() == {"seed": 1, "epoch": 1, "next_batch": 0}
+    assert position(sampler.state_dict()) == {"seed": 1, "epoch": 1, "next_batch": 0}
 
 
 def test_load_state_dict_rejects_bad_states():
@@ -162,8 +166,7 @@ def test_shuffle_false_is_deterministic_and_seed_free():
     a = BalancedBatchSampler(LABELS, 3, 4, shuffle=False, seed=1)
     b = BalancedBatchSampler(LABELS, 3, 4, shuffle=False, seed=2)
     assert as_lists(a.plan(0)) == as_lists(b.plan(0)) == as_lists(a.plan(1))
-    # Classes in label order inside a batch, images in index order, sample 0 first.
-    assert a.plan(0)[0][0] == 0
+    # Classes in label order inside a batch, images in index order.
     for batch in a.plan(0):
         assert np.all(np.diff(LABELS[batch]) >= 0)
         assert np.all(np.diff(batch) > 0)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from balanced_sampler import BalancedBatchSampler
 from balanced_sampler.stats import coverage_ceiling
+
+pytestmark = pytest.mark.filterwarnings("ignore::balanced_sampler.SamplerWarning")
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -80,7 +83,15 @@ def test_exhaustive_every_sample_exactly_once_in_groups(config):
             groups.setdefault(c, []).append(size)
     for c, sizes in groups.items():
         n = int(np.count_nonzero(labels == c))
-        assert sorted(sizes) == sorted(expected_groups(n, k)), (n, k, sizes)
+        assert sum(sizes) == n
+        if sorted(sizes) == sorted(expected_groups(n, k)):
+            continue
+        # A class cut smaller to give lone batches a second class: groups of at
+        # least two images, at most K (3 when K=2), the groups below K even.
+        assert min(sizes) >= 2, (n, k, sizes)
+        assert max(sizes) <= max(k, 3), (n, k, sizes)
+        below = [size for size in sizes if size < k]
+        assert max(below) - min(below) <= 1, (n, k, sizes)
 
 
 @given(exhaustive_configs(), st.integers(0, 2**32))
@@ -105,8 +116,9 @@ def test_exhaustive_batches_are_full_but_the_last_two_when_classes_allow(config)
     if max(per_class) <= total // p - 1:
         assert sum(g < p for g in groups) <= 2
         assert len(plan) == -(-total // p)
-        # Late batches may be smaller, never earlier ones.
-        assert groups == sorted(groups, reverse=True)
+    # Batches come largest first (so shards leave out the smallest).
+    lengths = [len(batch) for batch in plan]
+    assert lengths == sorted(lengths, reverse=True)
 
 
 @st.composite
@@ -114,7 +126,8 @@ def fixed_configs(draw: st.DrawFn) -> tuple[np.ndarray, int, int, int, int | Non
     labels = draw(label_sets())
     num_classes = len(np.unique(labels))
     p = draw(st.integers(1, num_classes))
-    k = draw(st.integers(1, 6))
+    # With small_classes="pad", K may not exceed the largest class (tested elsewhere).
+    k = draw(st.integers(1, min(6, int(np.bincount(labels).max()))))
     seed = draw(st.integers(0, 2**32))
     multiple = draw(st.one_of(st.none(), st.integers(1, 30)))
     samples = None if multiple is None else multiple * p * k
@@ -219,6 +232,7 @@ def test_fixed_images_come_back_within_the_rotation(config):
 @SETTINGS
 def test_shards_are_disjoint_equal_and_make_up_the_global_plan(config, fixed, shards):
     labels, p, k, seed = config
+    assume(not fixed or k <= np.bincount(labels).max())
     kwargs = {"safe_triplet": fixed, "seed": seed}
     whole = BalancedBatchSampler(labels, p, k, **kwargs)
     if whole.global_batches < shards:

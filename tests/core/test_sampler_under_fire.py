@@ -54,13 +54,16 @@ def test_guarantees_hold_or_construction_says_why(
         kwargs |= {"class_weights": weights, "small_classes": small}
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "drop" warns; tested elsewhere
+            warnings.simplefilter("ignore", UserWarning)  # "drop", K=1, P=1 warn; tested elsewhere
             sampler = BalancedBatchSampler(labels, p, k, **kwargs)
     except ValueError as error:
         message = str(error)
         usable = len(sizes) if not safe_triplet or small == "pad" else int((sizes >= k).sum())
-        assert (p > usable and "num_classes_per_batch" in message) or (
-            "num_shards" in message
+        too_large_k = safe_triplet and small == "pad" and k > sizes.max()
+        assert (
+            (p > usable and "num_classes_per_batch" in message)
+            or "num_shards" in message
+            or (too_large_k and "num_images_per_class" in message)
         ), message
         return
     plan = sampler.plan(1)
