@@ -1,4 +1,11 @@
-"""How good a plan is for metric learning: the figures of DESIGN.md section 5."""
+"""How good a plan is for metric learning.
+
+The figures, for any plan given as batches of sample indices: the fraction of
+exact P x K batches, the fraction of batch entries that can anchor a triplet
+(another distinct image of their class and an image of another class in their
+batch), coverage (distinct samples / N), the fraction of samples seen exactly
+once, the largest repeat count and the duplicates inside batches.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +76,7 @@ def plan_stats(
     num_classes_per_batch: int,
     num_images_per_class: int,
 ) -> PlanStats:
-    """Measures a plan: the figures of DESIGN.md section 5.
+    """Measures a plan: the quality figures of `PlanStats`.
 
     Works for any plan given as batches of sample indices, so the same
     figures can be printed for other samplers.
@@ -142,8 +149,8 @@ def plan_stats(
 def coverage_ceiling(
     class_sizes: npt.ArrayLike,
     num_batches: int,
-    num_images_per_class: int,
     num_classes_per_batch: int,
+    num_images_per_class: int,
 ) -> float:
     """The highest coverage any exact P x K plan of `num_batches` batches can reach.
 
@@ -156,17 +163,29 @@ def coverage_ceiling(
     Args:
         class_sizes: Images per class (classes that may be chosen).
         num_batches: B, batches per epoch.
-        num_images_per_class: K.
         num_classes_per_batch: P.
+        num_images_per_class: K.
 
     Returns:
         The largest possible number of distinct samples per epoch divided by
         the total of `class_sizes`.
+
+    Raises:
+        TypeError: If a count is not an integer.
+        ValueError: If a count is below 1 or `class_sizes` is empty or
+            holds a negative size.
     """
-    sizes = np.asarray(class_sizes, dtype=np.int64)
-    k = num_images_per_class
+    sizes = np.asarray(class_sizes, dtype=np.int64).reshape(-1)
+    if sizes.size == 0 or sizes.min() < 0:
+        raise ValueError(
+            "`class_sizes` must be a non-empty sequence of non-negative class sizes. "
+            f"Received: {class_sizes!r}"
+        )
+    num_batches = check_int("num_batches", num_batches, minimum=1)
+    p = check_int("num_classes_per_batch", num_classes_per_batch, minimum=1)
+    k = check_int("num_images_per_class", num_images_per_class, minimum=1)
     full = np.minimum(sizes // k, num_batches)
-    budget = num_batches * num_classes_per_batch
+    budget = num_batches * p
     full_groups = int(full.sum())
     if full_groups >= budget:
         return budget * k / float(sizes.sum())

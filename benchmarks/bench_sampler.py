@@ -70,7 +70,7 @@ def ours(labels: np.ndarray, safe_triplet: bool, repeats: int) -> dict[str, floa
     memory = peak_bytes(lambda: build()._shard_batches(0))
     stats = [sampler.stats(e) for e in range(3)]
     sizes = np.bincount(labels)
-    ceiling = coverage_ceiling(sizes, sampler.global_batches, K, P) if safe_triplet else 1.0
+    ceiling = coverage_ceiling(sizes, sampler.global_batches, P, K) if safe_triplet else 1.0
     return {
         "sampler": f"kerasgen {'fixed' if safe_triplet else 'exhaustive'}",
         "construct_s": construct,

@@ -172,7 +172,7 @@ def test_fixed_proportional_coverage_reaches_the_ceiling(config):
         labels, p, k, safe_triplet=True, seed=seed, samples_per_epoch=samples
     )
     sizes = np.unique(labels, return_counts=True)[1]
-    ceiling = coverage_ceiling(sizes, sampler.global_batches, k, p)
+    ceiling = coverage_ceiling(sizes, sampler.global_batches, p, k)
     for epoch in (0, 1, 2):
         assert sampler.stats(epoch).coverage >= ceiling - 0.01
 

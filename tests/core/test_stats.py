@@ -53,6 +53,9 @@ def test_sampler_stats_match_the_mode_guarantees():
 def test_coverage_ceiling_by_hand():
     # K=4, 2 batches of P=2: 4 groups. Classes 9, 4, 3: whole groups 2+1 (12 images),
     # then one group for the 3-image class (gain 3) beats the 9-image class's last image.
-    assert coverage_ceiling([9, 4, 3], 2, 4, 2) == pytest.approx(15 / 16)
+    assert coverage_ceiling([9, 4, 3], 2, 2, 4) == pytest.approx(15 / 16)
     # A class can show at most one group per batch.
-    assert coverage_ceiling([100, 4], 2, 4, 2) == pytest.approx(12 / 104)
+    assert coverage_ceiling([100, 4], 2, 2, 4) == pytest.approx(12 / 104)
+    # P before K, like every other function: P=1, K=4 and P=4, K=1 differ.
+    assert coverage_ceiling([8, 8], 1, 1, 4) == pytest.approx(4 / 16)
+    assert coverage_ceiling([8, 8], 1, 4, 1) == pytest.approx(2 / 16)
