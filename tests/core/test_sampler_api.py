@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from balanced_sampler import BalancedBatchSampler
+from balanced_sampler import BalancedBatchSampler, SamplerWarning
 
 LABELS = np.repeat(np.arange(12), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 25, 40])
 
@@ -253,3 +253,101 @@ def test_zero_weight_classes_are_never_chosen():
     sampler = BalancedBatchSampler(LABELS, 3, 2, safe_triplet=True, class_weights=weights, seed=1)
     for epoch in range(3):
         assert LABELS[np.concatenate(sampler.plan(epoch))].min() >= 4
+
+
+# ------------------------------------------------------------ issue 11's messages
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        # Before: numpy's raw "could not convert string to float".
+        ({"class_weights": [1.0, "a"] + [1.0] * 10}, TypeError, r"class_weights.*'a'.*label 1"),
+        # Before: "labels must be >= 0".
+        ({"class_weights": [[1.0] * 12, [1.0] * 12]}, ValueError, r"one-dimensional.*\(2, 12\)"),
+        ({"class_weights": {c: 0.0 for c in range(12)}}, ValueError, "at least one class a positive"),
+        # Before: "nearest multiples: 4 and 4".
+        ({"samples_per_epoch": 4}, ValueError, r"Received: samples_per_epoch=4 \(the smallest allowed value is 6\)"),
+        ({"exhaustive_priority": "spread"}, ValueError, "exhaustive_priority.*only applies when safe_triplet=False"),
+        # Before: K=10**6 with small_classes="pad" built 2,000,000-index batches.
+        ({"num_images_per_class": 10**6}, ValueError, r"at most the size of the largest class \(40 images\).*Received: num_images_per_class=1000000"),
+    ],
+)
+def test_fixed_mode_messages_name_the_problem(kwargs, error, match):
+    args = {"labels": LABELS, "num_classes_per_batch": 3, "num_images_per_class": 2,
+            "safe_triplet": True, **kwargs}
+    with pytest.raises(error, match=match):
+        BalancedBatchSampler(**args)
+
+
+@pytest.mark.parametrize(
+    ("labels", "error", "match"),
+    [
+        # Before: "array of shape ()".
+        ((i % 3 for i in range(9)), TypeError, r"generator: pass list\(\.\.\.\)"),
+        # Before: wrapped to -1, then "Missing label -1".
+        (np.array([0, 2**63, 1], dtype=np.uint64), ValueError, "must fit in int64"),
+        (7, TypeError, "Received: labels=7 of type int"),
+    ],
+)
+def test_bad_labels_are_named(labels, error, match):
+    with pytest.raises(error, match=match):
+        BalancedBatchSampler(labels, 1, 1)
+
+
+def test_exhaustive_priority_is_checked():
+    with pytest.raises(ValueError, match=r"exhaustive_priority.*\('exact', 'spread'\).*'most'"):
+        BalancedBatchSampler(LABELS, 3, 2, exhaustive_priority="most")
+
+
+def test_large_k_is_fine_in_exhaustive_mode():
+    # Every class is then one group; nothing is allocated beyond the N samples.
+    sampler = BalancedBatchSampler(LABELS, 3, 10**6, seed=0)
+    assert sum(len(b) for b in sampler.plan(0)) == len(LABELS)
+
+
+@pytest.mark.parametrize(
+    ("p", "k", "match"),
+    [(3, 1, "num_images_per_class=1: .*no sample has a positive"),
+     (1, 2, "num_classes_per_batch=1: .*no sample has a negative")],
+)
+@pytest.mark.parametrize("safe_triplet", [False, True])
+def test_k_or_p_of_one_warns(p, k, match, safe_triplet):
+    with pytest.warns(SamplerWarning, match=match):
+        BalancedBatchSampler(LABELS, p, k, safe_triplet=safe_triplet)
+
+
+def test_class_names_name_the_dropped_classes():
+    names = [f"folder_{c}" for c in range(12)]
+    with pytest.warns(SamplerWarning, match=r"'folder_0' \(label 0\), 'folder_1' \(label 1\), 'folder_2' \(label 2\)"):
+        BalancedBatchSampler(LABELS, 3, 4, safe_triplet=True, small_classes="drop", class_names=names)
+    by_label = {c: f"c{c}" for c in range(12)}
+    with pytest.raises(ValueError, match=r"'c0' \(label 0\)"):
+        BalancedBatchSampler(LABELS, 3, 4, safe_triplet=True, small_classes="error", class_names=by_label)
+
+
+@pytest.mark.parametrize(
+    ("class_names", "error", "match"),
+    [
+        (["a"] * 5, ValueError, r"name every label present. Missing 7 label"),
+        ({0: "a"}, ValueError, "Missing 11 label"),
+        ("abc", TypeError, "class_names"),
+        ([1] * 12, TypeError, "must hold strings"),
+    ],
+)
+def test_bad_class_names(class_names, error, match):
+    with pytest.raises(error, match=match):
+        BalancedBatchSampler(LABELS, 3, 2, class_names=class_names)
+
+
+def test_class_names_change_no_plan():
+    names = [str(c) for c in range(12)]
+    for fixed in (False, True):
+        a = BalancedBatchSampler(LABELS, 3, 2, safe_triplet=fixed, seed=2)
+        b = BalancedBatchSampler(LABELS, 3, 2, safe_triplet=fixed, seed=2, class_names=names)
+        assert as_lists(a.plan(1)) == as_lists(b.plan(1))
+
+
+def test_too_many_classes_says_it_counts_the_labels_given():
+    with pytest.raises(ValueError, match=r"only 12 \(counted over the 120 labels given\)"):
+        BalancedBatchSampler(LABELS, 13, 2)

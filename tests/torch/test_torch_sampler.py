@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import pickle
 import subprocess
 import sys
 from collections import Counter
@@ -85,8 +86,12 @@ def test_state_dict_protocol_mid_epoch():
     iterator = iter(original)
     head = [next(iterator) for _ in range(4)]
     state = original.state_dict()
-    assert state == {"seed": 3, "epoch": 1, "next_batch": 4}
-    assert json.loads(json.dumps(state)) == state  # plain ints: any checkpoint format
+    assert {key: state[key] for key in ("seed", "epoch", "next_batch")} == {
+        "seed": 3,
+        "epoch": 1,
+        "next_batch": 4,
+    }
+    assert json.loads(json.dumps(state)) == state  # plain data: any checkpoint format
     tail = list(iterator)
 
     restored = BalancedBatchSampler(LABELS, P, K, safe_triplet=True, seed=None)
@@ -122,6 +127,14 @@ def test_stateful_dataloader_resumes_mid_epoch(num_workers, fixed):
     new_loader.load_state_dict(state)
     assert batches_of(new_loader) == tail
     assert batches_of(new_loader) == following
+
+
+def test_a_pickled_sampler_feeds_a_dataloader_alike():
+    # mp.spawn, Ray and Lightning-style wrappers pickle the batch sampler.
+    sampler = BalancedBatchSampler(LABELS, P, K, safe_triplet=True, seed=5)
+    clone = pickle.loads(pickle.dumps(sampler))
+    loader = DataLoader(IndexedSamples(LABELS), batch_sampler=clone)
+    assert batches_of(loader) == [b.tolist() for b in sampler.plan(0)]
 
 
 # --------------------------------------------------------- torch.distributed
