@@ -168,7 +168,14 @@ def plan_epoch(
     seed: int,
     epoch: int,
 ) -> I64:
-    """Plans one fixed epoch.
+    """Plans one fixed epoch in three steps: quotas, groups, dealing.
+
+    1. `quotas.of_epoch`: how many groups each class shows this epoch.
+    2. `class_groups`: which images form those groups, from each class's
+       stream of passes.
+    3. `deal_column_major`: which batch and column every group goes to (no
+       batch holds a class twice). Another dealing (e.g. hard-class batches)
+       can replace this step alone: quotas, coverage and rotation stay.
 
     Args:
         index: The class index of the labels.
@@ -185,8 +192,46 @@ def plan_epoch(
         An int64 array of shape `(num_batches, p * k)`: the sample indices of
         every batch, P groups of K images each.
     """
-    sizes, offsets = index.sizes, index.offsets
     groups = quotas.of_epoch(epoch)
+    table = class_groups(index, quotas, ranks, groups, k, shuffle=shuffle, seed=seed, epoch=epoch)
+    slot = deal_column_major(groups, num_batches, p, shuffle=shuffle, seed=seed, epoch=epoch)
+    out = np.empty((num_batches * p, k), dtype=np.int64)
+    out[slot] = table
+    return out.reshape(num_batches, p * k)
+
+
+def class_groups(
+    index: ClassIndex,
+    quotas: Quotas,
+    ranks: npt.NDArray[np.int32],
+    groups: I64,
+    k: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+) -> I64:
+    """Returns the epoch's groups of every class, classes in label order.
+
+    Class c shows `groups[c] * K` images: its partial set of the stream first
+    (shuffled), then its other images, repeated cyclically; consecutive runs
+    of K images are its groups.
+
+    Args:
+        index: The class index of the labels.
+        quotas: The class quotas (for the stream positions).
+        ranks: Every sample's base rank in its class, from `base_ranks`.
+        groups: `quotas.of_epoch(epoch)`.
+        k: `num_images_per_class`.
+        shuffle: Whether to randomise image order.
+        seed: The sampler's seed.
+        epoch: The epoch to plan.
+
+    Returns:
+        An int64 array of shape `(groups.sum(), K)`: the sample indices of
+        each group, class 0's groups first.
+    """
+    sizes, offsets = index.sizes, index.offsets
     window = groups * k
     start, length, jitter = _partial_windows(quotas, groups, sizes, k, epoch)
     if not shuffle:
@@ -211,28 +256,54 @@ def plan_epoch(
     del order
     slot_start = np.cumsum(n) - n
 
-    # Lay classes out in dealing order, each repeating its images cyclically.
+    # Each class's window: its images repeated cyclically.
+    w = window[active]
+    where = segment_arange(w)
+    where %= np.repeat(n, w)
+    where += np.repeat(slot_start, w)
+    chosen = slot[where]
+    del where, slot
+    table: I64 = index.members[chosen].reshape(-1, k)
+    return table
+
+
+def deal_column_major(
+    groups: I64, num_batches: int, p: int, *, shuffle: bool, seed: int, epoch: int
+) -> I64:
+    """Deals the groups into batches: returns the slot `batch * P + column` of each.
+
+    Classes are laid out one after the other (in a seeded order) and group i
+    of that sequence goes to batch `i mod B`, column `i // B`; since no class
+    has more than B groups, no batch holds a class twice. Batches are then
+    put in a seeded order.
+
+    Args:
+        groups: Groups of every class this epoch (at most `num_batches`
+            each, `num_batches * p` in all).
+        num_batches: B.
+        p: `num_classes_per_batch`.
+        shuffle: Whether to randomise class and batch order.
+        seed: The sampler's seed.
+        epoch: The epoch to plan.
+
+    Returns:
+        An int64 array with the slot of every group, groups in the order of
+        `class_groups` (class 0's first).
+    """
+    active = np.flatnonzero(groups > 0)
     if shuffle:
         class_order = np.argsort(hash_keys(seed, STREAM_CLASS_ORDER, epoch, active), kind="stable")
     else:
         class_order = np.arange(len(active))
-    w = window[active][class_order]
-    where = segment_arange(w)
-    where %= np.repeat(n[class_order], w)
-    where += np.repeat(slot_start[class_order], w)
-    chosen = slot[where]
-    del where, slot
-    sequence = index.members[chosen]
-    del chosen
-
-    # Deal group i to batch (i mod B) in column i // B; then order the batches.
-    group = np.arange(num_batches * p, dtype=np.int64)
+    counts = groups[active]
+    first = np.empty(len(active), dtype=np.int64)
+    first[class_order] = np.cumsum(counts[class_order]) - counts[class_order]
+    position = np.repeat(first, counts) + segment_arange(counts)
     if shuffle:
         batch_keys = hash_keys(seed, STREAM_BATCH_ORDER, epoch, np.arange(num_batches))
         rank = np.empty(num_batches, dtype=np.int64)
         rank[np.argsort(batch_keys, kind="stable")] = np.arange(num_batches)
     else:
         rank = np.arange(num_batches, dtype=np.int64)
-    out = np.empty((num_batches * p, k), dtype=np.int64)
-    out[rank[group % num_batches] * p + group // num_batches] = sequence.reshape(-1, k)
-    return out.reshape(num_batches, p * k)
+    slot: I64 = rank[position % num_batches] * p + position // num_batches
+    return slot
