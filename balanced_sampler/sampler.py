@@ -28,6 +28,8 @@ ClassWeights = str | float | Mapping[int, float] | Sequence[float]
 ClassNames = Sequence[str] | Mapping[int, str]
 
 STATE_KEYS = ("seed", "epoch", "next_batch")
+MAX_PADDING = 32
+"""Fixed mode with small_classes="pad": K is at most this many times the largest class."""
 
 
 class SamplerWarning(UserWarning):
@@ -93,7 +95,8 @@ class BalancedBatchSampler:
             P=1 warns (a batch then holds no negative).
         num_images_per_class: K, the number of images of each class per batch.
             K=1 warns (a batch then holds no positive). In fixed mode with
-            `small_classes="pad"`, K may not exceed the largest class.
+            `small_classes="pad"`, K is at most 32 times the largest class
+            (a larger K is a typo: its groups would be nearly all repeats).
         safe_triplet: False for exhaustive epochs, True for exact P x K
             batches (see above).
         samples_per_epoch: Fixed mode only: samples per epoch, a multiple of
@@ -148,7 +151,7 @@ class BalancedBatchSampler:
         TypeError: If an argument has the wrong type.
         ValueError: If an argument has a wrong value, e.g. P larger than the
             number of usable classes, `samples_per_epoch` not a multiple of
-            P * K, K larger than the largest class with `small_classes="pad"`,
+            P * K, K above 32 times the largest class with `small_classes="pad"`,
             or `shard_index` outside `[0, num_shards)`.
     """
 
@@ -210,12 +213,14 @@ class BalancedBatchSampler:
             self._global_batches = self._layout.num_batches
         else:
             largest = int(index.sizes.max())
-            if self.small_classes == "pad" and k > largest:
+            if self.small_classes == "pad" and k > MAX_PADDING * largest:
                 raise ValueError(
-                    "`num_images_per_class` must be at most the size of the largest class "
-                    f"({largest} images) with small_classes='pad': every group of K images "
-                    "would repeat images. Received: "
-                    f"num_images_per_class={k}"
+                    "`num_images_per_class` must be at most "
+                    f"{MAX_PADDING} x the size of the largest class ({largest} images, so "
+                    f"at most {MAX_PADDING * largest}) with small_classes='pad': a group of K "
+                    f"images would repeat each of its images about {k // largest} times. "
+                    f"Received: num_images_per_class={k}. Use a smaller K or "
+                    "small_classes='drop'."
                 )
             small = index.sizes < k
             if small.any() and self.small_classes != "pad":
@@ -661,11 +666,12 @@ class BalancedBatchSampler:
         object.__setattr__(self, "_iteration", 0)
 
     def __repr__(self) -> str:
+        built = getattr(self, "_global_batches", None) is not None
         return (
-            f"BalancedBatchSampler(num_samples={len(self.labels)}, num_classes={self.num_classes}, "
+            f"BalancedBatchSampler(num_samples={len(self.labels)}, "
             f"num_classes_per_batch={self.num_classes_per_batch}, "
             f"num_images_per_class={self.num_images_per_class}, safe_triplet={self.safe_triplet}, "
-            f"batches_per_epoch={len(self)}, seed={self.seed}, "
+            f"batches_per_epoch={len(self) if built else '(not built)'}, seed={self.seed}, "
             f"shard={self.shard_index}/{self.num_shards})"
         )
 

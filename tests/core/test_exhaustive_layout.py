@@ -132,7 +132,12 @@ def test_exact_priority_never_costs_a_negative(config):
     spread = BalancedBatchSampler(labels, p, k, seed=seed, exhaustive_priority="spread")
     assert len(exact) == len(spread)
     assert spread.exact_batches == 0
-    assert exact.exact_batches <= exact.max_exact_batches <= b_star(np.bincount(labels), p, k)
+    sizes = np.bincount(labels)
+    assert exact.exact_batches <= exact.max_exact_batches <= b_star(sizes, p, k)
+    # B* counts the groups of exactly K the cut makes (K q + 1 images: q - 1 of them).
+    q, r = np.divmod(sizes, k)
+    cut_full = np.where((r == 1) & (q >= 1) & (k >= 2), q - 1, q)
+    assert exact.max_exact_batches == b_star(cut_full * k, p, k)
     plan = exact.plan(2)
     assert np.array_equal(np.sort(np.concatenate(plan)), np.arange(len(labels)))
     assert exact_count(plan, labels, p, k) >= exact.exact_batches

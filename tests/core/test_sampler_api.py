@@ -270,7 +270,7 @@ def test_zero_weight_classes_are_never_chosen():
         ({"samples_per_epoch": 4}, ValueError, r"Received: samples_per_epoch=4 \(the smallest allowed value is 6\)"),
         ({"exhaustive_priority": "spread"}, ValueError, "exhaustive_priority.*only applies when safe_triplet=False"),
         # Before: K=10**6 with small_classes="pad" built 2,000,000-index batches.
-        ({"num_images_per_class": 10**6}, ValueError, r"at most the size of the largest class \(40 images\).*Received: num_images_per_class=1000000"),
+        ({"num_images_per_class": 10**6}, ValueError, r"at most 32 x the size of the largest class \(40 images, so at most 1280\).*Received: num_images_per_class=1000000"),
     ],
 )
 def test_fixed_mode_messages_name_the_problem(kwargs, error, match):
@@ -298,6 +298,16 @@ def test_bad_labels_are_named(labels, error, match):
 def test_exhaustive_priority_is_checked():
     with pytest.raises(ValueError, match=r"exhaustive_priority.*\('exact', 'spread'\).*'most'"):
         BalancedBatchSampler(LABELS, 3, 2, exhaustive_priority="most")
+
+
+def test_padding_allows_k_up_to_32_times_the_largest_class():
+    # A small validation subset (kerasgen 0.1.3's README example pads it).
+    labels = np.repeat(np.arange(4), [1, 2, 1, 2])
+    sampler = BalancedBatchSampler(labels, 2, 5, safe_triplet=True, seed=0)
+    assert all(len(batch) == 10 for batch in sampler.plan(0))
+    BalancedBatchSampler(labels, 2, 64, safe_triplet=True, seed=0)
+    with pytest.raises(ValueError, match="at most 64"):
+        BalancedBatchSampler(labels, 2, 65, safe_triplet=True, seed=0)
 
 
 def test_large_k_is_fine_in_exhaustive_mode():
