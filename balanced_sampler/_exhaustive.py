@@ -23,8 +23,9 @@ of batches never depends on the seed) has two parts:
    that as many rows as possible hold a second class.
 
 With `priority="exact"`, `num_exact` is the largest number (at most B*) that
-leaves no more tail rows without a second class than a plan without exact
-batches would have (B* itself unless one class dominates the others). With
+adds no batch and leaves no more tail rows without a second class than a plan
+without exact batches would have (B* itself but in rare shapes, e.g. when one
+class dominates the others). With
 `priority="spread"`, there are no reserved exact batches (`num_exact` = 0):
 every class's groups are spread over all the batches, which keeps more classes
 in each batch when one class dominates.
@@ -343,13 +344,19 @@ class Layout:
 
         chosen = best if priority == "exact" else 0
         taken, tail = attempt(chosen)
-        if chosen > 0 and p >= 2:
-            baseline = attempt(0)[1].lonely_rows
-            if tail.lonely_rows > baseline:
-                low, high = 0, best - 1  # largest b with lonely rows <= baseline
+        if chosen > 0:
+            spread = attempt(0)[1]
+
+            def keeps(b: int, tail: _Tail) -> bool:
+                # No more batches, and no more lone ones, than without exact batches.
+                lonely_ok = p < 2 or tail.lonely_rows <= spread.lonely_rows
+                return lonely_ok and b + tail.rows <= spread.rows
+
+            if not keeps(chosen, tail):
+                low, high = 0, best - 1  # the largest b that keeps both
                 while low < high:
                     b = (low + high + 1) // 2
-                    if attempt(b)[1].lonely_rows <= baseline:
+                    if keeps(b, attempt(b)[1]):
                         low = b
                     else:
                         high = b - 1
