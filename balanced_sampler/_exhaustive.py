@@ -444,9 +444,12 @@ def plan_epoch(
 
     # All groups: rows numbered exact first, then the tail.
     group_row = np.concatenate([exact_row, num_exact + tail_row])
+    del exact_row, tail_row
     group_column = np.concatenate([exact_column, tail_column])
-    group_size = np.concatenate([np.full(len(exact_row), k, dtype=np.int64), piece_sizes])
+    del exact_column, tail_column
+    group_size = np.concatenate([np.full(len(exact_start), k, dtype=np.int64), piece_sizes])
     group_start = np.concatenate([exact_start, piece_start])
+    del exact_start, piece_start, within, class_first, piece_class, exact_class
     total_rows = layout.num_batches
     row_sizes = np.bincount(group_row, weights=group_size, minlength=total_rows).astype(np.int64)
     if shuffle:
@@ -457,7 +460,14 @@ def plan_epoch(
     row_order = np.lexsort((row_keys, -row_sizes))
     rank = np.empty(total_rows, dtype=np.int64)
     rank[row_order] = np.arange(total_rows, dtype=np.int64)
-    group_order = np.argsort(rank[group_row] * (p + 1) + group_column, kind="stable")
+    sort_key = rank[group_row]
+    del group_row
+    sort_key *= p + 1
+    sort_key += group_column
+    del group_column
+    group_order = np.argsort(sort_key, kind="stable")
+    del sort_key
     where = expand_ranges(group_start[group_order], group_size[group_order])
+    del group_order, group_start, group_size
     order = members[where]
     return order, row_sizes[row_order]

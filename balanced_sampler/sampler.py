@@ -350,11 +350,11 @@ class BalancedBatchSampler:
 
     @property
     def exact_batches(self) -> int:
-        """Exact P x K batches in every epoch's global plan.
+        """Exact P x K batches reserved in every epoch's global plan.
 
-        All of them in fixed mode; in exhaustive mode, the ones the layout
-        reserves (see `exhaustive_priority`), which come first among the
-        largest batches.
+        All batches in fixed mode; in exhaustive mode, the ones the layout
+        reserves (see `exhaustive_priority`; a tail batch may happen to be
+        exact too).
         """
         if self._layout is None:
             return self._global_batches

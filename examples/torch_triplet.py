@@ -89,7 +89,8 @@ def main() -> None:
             f"recall@1 {recall_at_1(model, features, labels):.3f}"
         )
 
-    # Resume mid-epoch: the sampler's state is three integers; save it with the model.
+    # Resume mid-epoch: the sampler's state is three integers (seed, epoch, next batch) and a
+    # fingerprint of the labels and settings; save it with the model.
     iterator = iter(sampler)
     done = [next(iterator) for _ in range(3)]
     checkpoint = {"model": model.state_dict(), "sampler": sampler.state_dict()}
