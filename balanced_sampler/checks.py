@@ -126,7 +126,9 @@ def check_sampler_options(
     Raises:
         TypeError: If a value has the wrong type.
         ValueError: If a value is not allowed, e.g. `samples_per_epoch` not a
-            multiple of P * K, or a fixed-mode option with `safe_triplet=False`.
+            multiple of P * K, a fixed-mode option with `safe_triplet=False`,
+            or `exhaustive_priority` other than "exact" with
+            `safe_triplet=True`.
     """
     p = check_int("num_classes_per_batch", num_classes_per_batch, minimum=1)
     k = check_int("num_images_per_class", num_images_per_class, minimum=1)
