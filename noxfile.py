@@ -14,7 +14,8 @@ PYTHON = None  # the interpreter nox runs on (>= 3.10)
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Runs every test, TensorFlow ones included."""
-    session.install(".[test,tensorflow]")
+    # tensorboard: the test that RetrievalEvaluation's metrics reach TensorBoard.
+    session.install(".[test,tensorflow]", "tensorboard")
     session.run("pytest", *session.posargs)
 
 

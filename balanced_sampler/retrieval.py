@@ -47,6 +47,7 @@ __all__ = [
     "DISTANCES",
     "check_distance",
     "check_k",
+    "check_retrieval_labels",
     "nearest_neighbors",
     "retrieval_metrics",
 ]
@@ -325,6 +326,53 @@ def _prepare_sets(
     return references, queries, reference_codes, query_codes, False
 
 
+def _relevant_counts(reference_codes: Ints, query_codes: Ints, one_set: bool) -> Ints:
+    """R of every query: the references of its class (itself not counted with one set)."""
+    counts = np.bincount(reference_codes, minlength=int(query_codes.max(initial=0)) + 1)
+    result: Ints = counts[query_codes] - int(one_set)
+    return result
+
+
+def _check_measurable(
+    ks: tuple[int, ...], k: object, ranked: int, relevant: Ints, one_set: bool
+) -> Ints:
+    """The queries with R > 0, after checking K against the references a query ranks."""
+    if max(ks) > ranked:
+        raise ValueError(
+            f"`k` must not exceed the number of references each query ranks ({ranked}: "
+            f"{'the other embeddings' if one_set else 'all embeddings'}). Received: k={k!r}"
+        )
+    measured = np.flatnonzero(relevant > 0)
+    if len(measured) == 0:
+        raise ValueError(
+            "No query has another reference of its class, so no retrieval metric is "
+            f"defined ({len(relevant)} queries; every class has a single sample"
+            f"{'' if one_set else ' or is missing from the references'})."
+        )
+    return measured
+
+
+def check_retrieval_labels(labels: npt.ArrayLike, k: int | Sequence[int] = DEFAULT_K) -> None:
+    """Checks, before any embedding is computed, that `retrieval_metrics` can measure a set.
+
+    For one set of embeddings with these labels (each querying the others): the labels'
+    shape and type, `k` (at most N - 1), and that some class has two samples or more.
+
+    Args:
+        labels: The N class labels, shape `(N,)` or `(N, 1)`.
+        k: The K of Recall@K, as `retrieval_metrics` takes it.
+
+    Raises:
+        TypeError: If `labels` or `k` has the wrong type.
+        ValueError: If a value is not allowed, or nothing could be measured.
+    """
+    ks = check_k(k)
+    array = np.asarray(labels)
+    label_vector = _as_labels(array, "labels", len(array))
+    codes, _ = _encode(label_vector, label_vector[:0])
+    _check_measurable(ks, k, len(codes) - 1, _relevant_counts(codes, codes, True), True)
+
+
 def retrieval_metrics(
     embeddings: npt.ArrayLike,
     labels: npt.ArrayLike,
@@ -378,21 +426,8 @@ def retrieval_metrics(
     references, queries, reference_codes, query_codes, one_set = _prepare_sets(
         embeddings, labels, query_embeddings, query_labels
     )
-    ranked = len(references) - 1 if one_set else len(references)
-    if max(ks) > ranked:
-        raise ValueError(
-            f"`k` must not exceed the number of references each query ranks ({ranked}: "
-            f"{'the other embeddings' if one_set else 'all embeddings'}). Received: k={k!r}"
-        )
-    relevant = np.bincount(reference_codes, minlength=int(query_codes.max()) + 1)[query_codes]
-    relevant = relevant - int(one_set)
-    measured = np.flatnonzero(relevant > 0)
-    if len(measured) == 0:
-        raise ValueError(
-            "No query has another reference of its class, so no retrieval metric is "
-            f"defined ({len(queries)} queries; every class has a single sample"
-            f"{'' if one_set else ' or is missing from the references'})."
-        )
+    relevant = _relevant_counts(reference_codes, query_codes, one_set)
+    measured = _check_measurable(ks, k, len(references) - int(one_set), relevant, one_set)
     # Queries of similar R share a block, so its width max(K, R) wastes little.
     measured = measured[np.argsort(relevant[measured], kind="stable")]
     scorer = _Scorer(references, queries, distance)
