@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from balanced_sampler.checks import check_int
+from kerasgen_tf._bad_images import describe_bad_image
 from kerasgen_tf._decode import make_image_loader, needs_format_check
 
 __all__ = ["embed_dataset", "is_balanced_dataset", "sequential_dataset"]
@@ -162,16 +163,14 @@ def _pairs(dataset: tf.data.Dataset) -> Iterator[tuple[Any, Any]]:
 
 
 def _locate_bad_file(dataset: Any, kept: np.ndarray[Any, Any], batch: int, size: int) -> str:
-    """Names the unreadable files of one sequential batch (decoded one by one)."""
-    options = _image_options(dataset)
-    load = tf.function(make_image_loader(options), reduce_retracing=True)
+    """Names the unreadable files of one sequential batch, and why."""
+    load = tf.function(make_image_loader(_image_options(dataset)), reduce_retracing=True)
     bad = []
     for i in kept[batch * size : (batch + 1) * size].tolist():
         path = dataset.file_paths[i]
-        try:
-            load(tf.constant(path))
-        except tf.errors.OpError as error:
-            bad.append(f"{path} (dataset.file_paths[{i}]): {error.message.splitlines()[0]}")
+        reason = describe_bad_image(path, load)
+        if reason is not None:
+            bad.append(f"{path} (dataset.file_paths[{i}]): {reason}")
     return "; ".join(bad) if bad else "(no single file fails on its own)"
 
 
