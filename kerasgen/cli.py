@@ -216,15 +216,22 @@ def _load_images(paths: list[str], size: tuple[int, int]) -> np.ndarray:
     from kerasgen_tf._bad_images import describe_bad_image
     from kerasgen_tf._decode import load_images
 
+    def no_decode(path: object) -> None:
+        return None
+
     for path in paths:  # empty, missing or not an image: said without a failing decode
-        reason = describe_bad_image(path, lambda _: None)
+        reason = describe_bad_image(path, no_decode)
         if reason is not None:
             raise ValueError(f"cannot load image {path}: {reason}")
     try:
         return load_images(paths, size)
     except tf.errors.OpError:
         for path in paths:  # name the file that cannot be decoded, and why
-            reason = describe_bad_image(path, lambda _, path=path: load_images([path], size))
+
+            def decode(_: object, path: str = path) -> object:
+                return load_images([path], size)
+
+            reason = describe_bad_image(path, decode)
             if reason is not None:
                 raise ValueError(f"cannot load image {path}: {reason}") from None
         raise
