@@ -13,7 +13,8 @@ extra metrics computed from its own k-NN labels. Its default k-NN backend is fai
 it requires: without faiss installed it must be given a torch k-NN (`CustomKNN`), the
 "torch" row. Times: medians of `--repeats` calls, implementations alternating within one
 run, CPU only, torch and BLAS on all cores (the best run is printed too: on a shared machine
-the median carries other processes' load). Peak memory: each implementation once in a
+the median carries other processes' load; so is the process's CPU time over all threads,
+which that load disturbs less). Peak memory: each implementation once in a
 fresh process, the growth of the process's peak resident size over the call (Linux), plus
 what tracemalloc sees numpy allocate (all of ours; little of torch's or faiss's).
 """
@@ -164,11 +165,13 @@ def main() -> int:
     fns = implementations()
     results = {name: fn(x, y) for name, fn in fns.items()}  # warm-up and values
     times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(args.repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn(x, y)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     memory = {}
     for name in fns:
         child = subprocess.run(
@@ -180,14 +183,17 @@ def main() -> int:
     base = statistics.median(times["ours"])
     print()
     best = min(times["ours"])
-    print("| implementation | median s | best s | median / ours | best / ours "
-          "| peak RSS growth MB | numpy traced MB | max abs diff to ours |")
-    print("|---|---|---|---|---|---|---|---|")
+    base_cpu = statistics.median(cpu["ours"])
+    print("| implementation | median s | best s | median / ours | best / ours | CPU s (all "
+          "threads) | CPU / ours | peak RSS growth MB | numpy traced MB | max abs diff to ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in fns:
         diff = max(abs(results[name][key] - results["ours"][key]) for key in results["ours"])
         median = statistics.median(times[name])
         low = min(times[name])
+        cpu_s = statistics.median(cpu[name])
         print(f"| {name} | {median:.2f} | {low:.2f} | {median / base:.2f} | {low / best:.2f} | "
+              f"{cpu_s:.2f} | {cpu_s / base_cpu:.2f} | "
               f"{memory[name]['rss_growth'] / 2**20:.0f} | {memory[name]['traced'] / 2**20:.0f} "
               f"| {diff:.1e} |")
     print()

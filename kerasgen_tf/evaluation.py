@@ -61,8 +61,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):  # type: ignore[misc,unused
     Evaluated epochs: the first epoch of every `fit` call and each epoch `e` (counted from
     0) with `(e + 1) % every == 0`. In the other epochs its keys are absent from the logs,
     as Keras leaves `val_loss` out of epochs skipped by `validation_freq`: `EarlyStopping`
-    and `ModelCheckpoint` skip those epochs (so patience counts evaluations; each warns
-    once that the metric is missing), `CSVLogger` writes "NA" (it takes its columns from
+    and `ModelCheckpoint` skip those epochs (so patience counts evaluations; Keras warns
+    that the metric is missing), `CSVLogger` writes "NA" (it takes its columns from
     the first epoch, which is why that one is always evaluated), and `fit`'s `history`
     lists of these keys hold one value per evaluation. `self.epochs` and `self.history`
     record every evaluation with its epoch.
