@@ -34,6 +34,7 @@ def write_tree(root, names, count=6, size=(20, 30)):
     return root
 
 
+@pytest.mark.slow
 def test_preview_saves_one_row_per_class_and_prints_only_its_line(tmp_path):
     data = write_tree(tmp_path / "data", [f"class_{c}" for c in range(4)])
     out = tmp_path / "batch.png"
@@ -57,9 +58,10 @@ def ink_columns(pixels):
     return np.flatnonzero((pixels < 200).any(axis=(0, 2)))
 
 
-@pytest.mark.parametrize("names", [["a", "b"], ["cat", "a_much_longer_class_name"]])
-def test_no_wide_empty_column_left_of_the_images(tmp_path, names):
-    data = write_tree(tmp_path / "data", names, count=3, size=(16, 16))
+@pytest.mark.slow
+def test_no_wide_empty_column_left_of_the_images(tmp_path):
+    data = write_tree(tmp_path / "data", ["cat", "a_much_longer_class_name"], count=3,
+                      size=(16, 16))
     out = tmp_path / "batch.png"
     run = kerasgen("preview", data, "--out", out, "-P", 2, "-K", 3, "--safe-triplet",
                    "--seed", 1, "--image-size", 16)
@@ -72,6 +74,7 @@ def test_no_wide_empty_column_left_of_the_images(tmp_path, names):
     assert first_image - text.max() <= 10  # and the images right after the longest one
 
 
+@pytest.mark.slow
 def test_preview_names_a_file_that_cannot_be_loaded(tmp_path):
     data = write_tree(tmp_path / "data", ["a", "b"], count=2)
     (data / "a" / "0.jpg").write_bytes(b"this is not a jpeg")
