@@ -36,7 +36,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -46,18 +45,21 @@ from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-import keras
-import tensorflow as tf
-from photo_identities import IMAGE_SIZE, embedding_network, write_identities
-from training_stats import STATISTICS, BatchLog, batch_statistics
+from kerasgen.native_stderr import quiet_native_logs_until_exit
 
-from balanced_sampler import index_directory
-from kerasgen_tf import balanced_image_dataset_from_directory
-from kerasgen_tf.evaluation import embed_dataset, retrieval_metrics, sequential_dataset
-from kerasgen_tf.losses import TripletSemiHardLoss
+quiet_native_logs_until_exit()  # TensorFlow's C++ log lines
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from photo_identities import IMAGE_SIZE, embedding_network, write_identities  # noqa: E402
+from training_stats import STATISTICS, BatchLog, batch_statistics  # noqa: E402
+
+from balanced_sampler import index_directory  # noqa: E402
+from kerasgen_tf import balanced_image_dataset_from_directory  # noqa: E402
+from kerasgen_tf.evaluation import embed_dataset, retrieval_metrics, sequential_dataset  # noqa: E402
+from kerasgen_tf.losses import TripletSemiHardLoss  # noqa: E402
 
 # Every run builds a new model, whose predict function TensorFlow traces anew and then
 # warns about "retracing"; nothing to act on here.
