@@ -70,6 +70,94 @@ class PlanStats:
         return "\n".join(rows)
 
 
+@attrs.frozen(eq=False)
+class HardBatchStats:
+    """How one epoch's hard-class batches were dealt (one shard's batches).
+
+    A hard batch is an anchor class and P - 1 others: from the anchor's
+    neighbour list (`class_neighbors`) or from its batch's categories
+    (`categories`), except classes the quotas force into every remaining
+    batch (a class whose groups left equal the batches left) and, when the
+    list or the categories run out, classes completed from the epoch's
+    remaining groups. A hard batch is pure when nothing had to be completed
+    that way (and, with categories, it holds no category beyond
+    `categories_per_batch`); forced classes do not count against purity,
+    since no dealing that keeps the quotas can avoid them.
+
+    Attributes:
+        num_batches: Batches of the shard's plan.
+        hard_batches: Of those, the hard ones.
+        pure_batches: Of the hard ones, the pure ones.
+        listed_slots: Slots of hard batches (anchors excluded) whose class
+            came from the anchor's list or the batch's categories.
+        forced_slots: Slots of hard batches taken by forced classes.
+        filled_slots: Slots of hard batches completed from the remaining
+            groups.
+        extra_categories: Categories added to hard batches beyond
+            `categories_per_batch` (0 with neighbours).
+        is_hard: bool array, one per batch of `plan(epoch)`: hard or not.
+        is_pure: bool array, one per batch: a pure hard batch or not.
+    """
+
+    num_batches: int
+    hard_batches: int
+    pure_batches: int
+    listed_slots: int
+    forced_slots: int
+    filled_slots: int
+    extra_categories: int
+    is_hard: npt.NDArray[np.bool_]
+    is_pure: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of_batches(
+        cls,
+        *,
+        is_hard: npt.NDArray[np.bool_],
+        is_pure: npt.NDArray[np.bool_],
+        listed: npt.NDArray[np.int64],
+        forced: npt.NDArray[np.int64],
+        filled: npt.NDArray[np.int64],
+        extra_categories: npt.NDArray[np.int64],
+    ) -> HardBatchStats:
+        """Sums per-batch figures (arrays with one entry per batch)."""
+        for array in (is_hard, is_pure):
+            array.flags.writeable = False
+        return cls(
+            num_batches=len(is_hard),
+            hard_batches=int(is_hard.sum()),
+            pure_batches=int(is_pure.sum()),
+            listed_slots=int(listed.sum()),
+            forced_slots=int(forced.sum()),
+            filled_slots=int(filled.sum()),
+            extra_categories=int(extra_categories.sum()),
+            is_hard=is_hard,
+            is_pure=is_pure,
+        )
+
+    @property
+    def pure_fraction(self) -> float:
+        """Pure hard batches / hard batches (NaN without hard batches)."""
+        return self.pure_batches / self.hard_batches if self.hard_batches else float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        """Returns the counts and `pure_fraction` as a plain dict (no per-batch arrays)."""
+        out: dict[str, float] = {
+            field.name: getattr(self, field.name)
+            for field in attrs.fields(type(self))
+            if field.name not in ("is_hard", "is_pure")
+        }
+        out["pure_fraction"] = self.pure_fraction
+        return out
+
+    def __str__(self) -> str:
+        """Formats the counts as a two-column table."""
+        return "\n".join(
+            f"{name:<18} {value:>10.4f}" if isinstance(value, float) else f"{name:<18} {value:>10}"
+            for name, value in self.as_dict().items()
+        )
+
+
 def plan_stats(
     plan: Sequence[npt.ArrayLike],
     labels: npt.ArrayLike,
