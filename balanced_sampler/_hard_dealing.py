@@ -43,17 +43,19 @@ lists (a few microseconds per batch), not over samples.
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Iterator
+from itertools import chain, islice
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-from balanced_sampler._classes import I64, sort_within_segments
+from balanced_sampler._classes import I64, segment_arange, sort_within_segments
 from balanced_sampler._column_major import deal_column_major, slot_classes
 from balanced_sampler._random import (
-    STREAM_ANCHOR_ORDER,
     STREAM_CATEGORY_ORDER,
-    STREAM_FILL_ORDER,
+    STREAM_GROUP_ORDER,
     STREAM_HARD_BATCH_ORDER,
     hash_keys,
 )
@@ -94,8 +96,7 @@ class Dealt:
         classes: int64 `(B, P)`: the class of every slot.
         hard: Whether the batch was dealt as a neighbourhood or category batch.
         pure: Whether it is a pure hard batch: nothing completed from the
-            remaining groups, no category beyond `categories_per_batch`, and
-            an anchor (not a batch of forced classes only).
+            remaining groups and no category beyond `categories_per_batch`.
         listed: Slots (anchor excluded) whose class came from the anchor's
             neighbour list or the batch's categories.
         forced: Slots taken by classes that had to be in every remaining batch.
@@ -113,21 +114,57 @@ class Dealt:
     extra_categories: I64
 
 
-def _group_order(groups: I64, *, stream: int, shuffle: bool, seed: int, epoch: int) -> list[int]:
-    """Returns the class of every group of the epoch, in a seeded random order."""
-    tokens = np.repeat(np.arange(len(groups), dtype=np.int64), groups)
-    if not shuffle or len(tokens) == 0:
-        return list(tokens.tolist())
-    keys = hash_keys(seed, stream, epoch, np.arange(len(tokens), dtype=np.int64))
-    order = sort_within_segments(np.zeros(len(tokens), dtype=np.int64), keys)
-    return list(tokens[order].tolist())
+_CHUNK = 4096
+"""Groups of the group order turned into Python ints at a time (most are never needed)."""
+
+
+def _group_order(groups: I64, *, shuffle: bool, seed: int, epoch: int, turn: int = 0) -> I64:
+    """Returns the class of every group, each class's groups spread evenly over the order.
+
+    Group j of class c (of g_c groups) has the key (j + u_c) / g_c, u_c a
+    seeded uniform in [0, 1) (one half without shuffle; `turn` draws a fresh
+    one); groups come in the order of their keys (ties: class order). Any
+    stretch of the order holds each class about in proportion to its groups,
+    and a class's groups are about `len / g_c` apart, so a short stretch
+    rarely names a class twice.
+    """
+    classes = np.repeat(np.arange(len(groups), dtype=np.int64), groups)
+    if len(classes) == 0:
+        return classes
+    if shuffle:
+        bits = hash_keys(seed, STREAM_GROUP_ORDER, epoch, turn, np.arange(len(groups)))
+        offset = (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    else:
+        offset = np.full(len(groups), 0.5)
+    keys = (segment_arange(groups) + offset[classes]) / groups[classes]
+    scaled = (keys * 2.0**40).astype(np.uint64)
+    order = sort_within_segments(np.zeros(len(classes), dtype=np.int64), scaled, key_width=40)
+    result: I64 = classes[order]
+    return result
+
+
+def _ints(array: I64) -> Iterator[int]:
+    """The values of `array` as Python ints, converted a chunk at a time."""
+    return chain.from_iterable(
+        array[start : start + _CHUNK].tolist() for start in range(0, len(array), _CHUNK)
+    )
 
 
 class _Dealer:
     """The state of one epoch's hard batches while they are built.
 
-    `left[c]` counts the groups class c has left; `mark[c] == i` says class c
-    is in batch i already (no reset needed between batches).
+    `free[c]` counts the groups class c has left, except that a forced class
+    (in every remaining batch, see `start`) has 0: it is placed by `start`
+    and never chosen otherwise. Class C (the last entry) is a placeholder
+    that never has groups (the padding of neighbour lists).
+
+    Anchors are drawn from the front of the epoch's seeded group order and
+    fills from its back; groups of classes that are not free are passed over
+    (they never become free again). A class that is free always has a group
+    ahead of the anchors (each group taken as an anchor is one of the
+    class's groups shown), so anchors never run out; fills pass over groups
+    of classes already in the batch and start a new order of the free
+    groups when theirs runs out.
     """
 
     def __init__(
@@ -144,117 +181,127 @@ class _Dealer:
         self.p = p
         self.num_batches = num_batches
         self.num_hard = num_hard
-        # Class C is a placeholder that never has groups (padding, used tokens).
-        self.left: list[int] = [*groups.tolist(), 0]
-        self.mark: list[int] = [-1] * (len(groups) + 1)
-        self.anchors = _group_order(
-            groups, stream=STREAM_ANCHOR_ORDER, shuffle=shuffle, seed=seed, epoch=epoch
-        )
-        self.anchor_at = 0
-        self.fills = _group_order(
-            groups, stream=STREAM_FILL_ORDER, shuffle=shuffle, seed=seed, epoch=epoch
-        )
-        self.fill_at = 0
-        self.held: list[int] = []
-        # Forced classes: class c must be in batch i once B - left[c] == i. It
-        # is looked at when that batch comes (again later if it was dealt
-        # meanwhile, since each group it shows moves its due batch by one).
+        self.free: list[int] = [*groups.tolist(), 0]
+        order = _group_order(groups, shuffle=shuffle, seed=seed, epoch=epoch)
+        self.anchors = filter(self.free.__getitem__, _ints(order))
+        self.fills = filter(self.free.__getitem__, _ints(order[::-1]))
+        self.pending: deque[int] = deque()  # anchors drawn ahead (category starters)
+        self.shuffle, self.seed, self.epoch, self.fill_pass = shuffle, seed, epoch, 0
+        # Class c must be in batch i once B - (its groups left) == i. It is
+        # looked at when that batch comes (again later if it was dealt
+        # meanwhile: each group it shows moves its due batch by one).
         due = num_batches - groups
         watched = np.flatnonzero((groups > 0) & (due < num_hard))
         watched = watched[np.argsort(due[watched], kind="stable")]
-        self.watched: list[int] = watched.tolist()
-        self.watched_due: list[int] = due[watched].tolist()
-        self.watched_at = 0
-        self.later: dict[int, list[int]] = {}
+        dues, starts = np.unique(due[watched], return_index=True)
+        parts = np.split(watched, starts[1:]) if len(watched) else []
+        self.checks: dict[int, list[int]] = {
+            d: part.tolist() for d, part in zip(dues.tolist(), parts, strict=True)
+        }
         self.forced: list[int] = []
-        self.is_forced: list[bool] = [False] * (len(groups) + 1)
 
-    def start(self, i: int) -> list[int]:
-        """Starts batch i: returns its forced classes (marked as in the batch)."""
-        left, num_batches = self.left, self.num_batches
-        newly: list[int] = []
-        watched, watched_due = self.watched, self.watched_due
-        at = self.watched_at
-        while at < len(watched) and watched_due[at] == i:
-            newly.append(watched[at])
-            at += 1
-        self.watched_at = at
-        newly.extend(self.later.pop(i, ()))
-        for c in newly:
-            if not left[c]:
-                continue
-            due = num_batches - left[c]
-            if due == i:
-                if not self.is_forced[c]:
-                    self.is_forced[c] = True
-                    self.forced.append(c)
-            elif due < self.num_hard:
-                self.later.setdefault(due, []).append(c)
-        batch = list(self.forced)
-        if len(batch) > self.p:  # pragma: no cover - the quotas make this impossible
-            raise AssertionError("more forced classes than slots")
-        mark = self.mark
-        for c in batch:
-            mark[c] = i
-        return batch
+    def start(self, i: int, due: list[int]) -> list[int]:
+        """Starts batch i, whose `checks` were `due`: returns its forced classes.
 
-    def anchor(self, i: int) -> int:
-        """Returns the next anchor for batch i (a class with groups left, not in the batch)."""
-        anchors, left, mark = self.anchors, self.left, self.mark
-        at = self.anchor_at
-        # Skipped groups belong to classes that ran out or are forced (in
-        # every batch from now on): neither can anchor later.
-        while not left[anchors[at]] or mark[anchors[at]] == i:
-            at += 1
-        self.anchor_at = at + 1
-        c = anchors[at]
-        mark[c] = i
-        return c
-
-    def fill(self, i: int, count: int) -> list[int]:
-        """Returns the next `count` classes of the fill order that can join batch i.
-
-        Groups whose class is in the batch are held back for later batches,
-        unless the class is forced (then it is in every batch from now on);
-        groups of classes that ran out are dropped.
+        A class due at batch i is forced if its groups left still equal the
+        batches left; otherwise (it was dealt meanwhile) it is due later.
         """
-        left, mark = self.left, self.mark
+        free, num_batches, checks = self.free, self.num_batches, self.checks
+        for c in due:
+            if free[c]:
+                later = num_batches - free[c]
+                if later == i:
+                    self.forced.append(c)
+                    free[c] = 0
+                elif later < self.num_hard:
+                    checks.setdefault(later, []).append(c)
+        if len(self.forced) > self.p:  # pragma: no cover - the quotas make this impossible
+            raise AssertionError("more forced classes than slots")
+        return self.forced[:]
+
+    def anchor(self) -> int:
+        """Returns the next anchor: the next group of the order whose class is free."""
+        free, pending = self.free, self.pending
+        while pending:
+            c = pending.popleft()
+            if free[c]:
+                return c
+        return next(self.anchors)
+
+    def starter(self, used: list[int], category_of: list[int], lookahead: int) -> int:
+        """Returns the next anchor whose category is not in `used`, or -1.
+
+        Looks at most `lookahead` groups ahead; the groups passed over stay
+        for later anchors. (A free class of a category not yet in the batch
+        is not in the batch: forced classes are not free.)
+        """
+        free = self.free
+        pending = deque(c for c in self.pending if free[c])
+        self.pending = pending
+        for j, c in enumerate(pending):
+            if category_of[c] not in used:
+                del pending[j]
+                return c
+        while len(pending) < lookahead:
+            c = next(self.anchors, -1)
+            if c < 0:
+                break
+            if category_of[c] not in used:
+                return c
+            pending.append(c)
+        return -1
+
+    def fill(self, batch: list[int], count: int) -> list[int]:
+        """Returns `count` free classes not in `batch`, from the back of the order.
+
+        Groups drawn whose class is in the batch (or drawn twice) are passed
+        over; when the order runs out, a new seeded order of the groups
+        still free continues it.
+        """
+        inside = set(batch)
         taken: list[int] = []
-        held: list[int] = []
-        for c in self.held:
-            if not left[c]:
+        while count:
+            drawn = list(islice(self.fills, count))
+            if len(drawn) < count:
+                self._new_fill_order()
+            fresh = set(drawn)
+            if len(fresh) == len(drawn) and inside.isdisjoint(fresh):
+                taken += drawn
+                inside |= fresh
+                count -= len(drawn)
                 continue
-            if len(taken) < count and mark[c] != i:
-                mark[c] = i
-                taken.append(c)
-            else:
-                held.append(c)
-        fills, is_forced = self.fills, self.is_forced
-        at = self.fill_at
-        while len(taken) < count:
-            c = fills[at]
-            at += 1
-            if not left[c] or is_forced[c]:
-                continue
-            if mark[c] == i:
-                held.append(c)
-                continue
-            mark[c] = i
-            taken.append(c)
-        self.fill_at = at
-        self.held = held
+            for c in drawn:
+                if c not in inside:
+                    inside.add(c)
+                    taken.append(c)
+                    count -= 1
         return taken
 
-    def finish(self, batch: list[int]) -> None:
-        """Takes one group of every class of a completed batch."""
-        left = self.left
-        for c in batch:
-            left[c] -= 1
+    def _new_fill_order(self) -> None:
+        """Continues the fills with a new seeded order of the groups still free."""
+        self.fill_pass += 1
+        free = np.array(self.free, dtype=np.int64)
+        order = _group_order(
+            free, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, turn=self.fill_pass
+        )
+        self.fills = filter(self.free.__getitem__, _ints(order[::-1]))
+
+    def left(self) -> I64:
+        """Returns the groups every class has left (forced ones included)."""
+        left = np.array(self.free[:-1], dtype=np.int64)
+        left[self.forced] = self.num_batches - self.num_hard
+        return left
+
+
+def _take_one_group(free: list[int], classes: list[int]) -> None:
+    """Takes one group of every class of `classes` (distinct)."""
+    for c in classes:
+        free[c] -= 1
 
 
 @attrs.define
 class _Origins:
-    """Per hard batch: slots by origin (see `Dealt`); pure: no fill, no extra category."""
+    """Per hard batch: slots by origin (see `Dealt`)."""
 
     listed: list[int] = attrs.Factory(list)
     forced: list[int] = attrs.Factory(list)
@@ -268,37 +315,31 @@ def _neighborhoods(dealer: _Dealer, table: NeighborTable) -> tuple[list[int], _O
     Returns:
         The classes of the hard batches, one after the other, and their origins.
     """
-    p, rows = dealer.p, table.rows
-    left, mark = dealer.left, dealer.mark
+    p, rows, free, checks = dealer.p, table.rows, dealer.free, dealer.checks
     out: list[int] = []
     origins = _Origins()
     listed_of, forced_of, filled_of = origins.listed, origins.forced, origins.filled
     for i in range(dealer.num_hard):
-        batch = dealer.start(i)
+        due = checks.pop(i, None)
+        batch = dealer.forced[:] if due is None else dealer.start(i, due)
         forced = len(batch)
         need = p - forced
+        listed = 0
         if need:
-            batch.append(dealer.anchor(i))
+            anchor = dealer.anchor()
+            batch.append(anchor)
             need -= 1
+            # The anchor is not in its own list and a list names a class once,
+            # so the first free classes of the list are all new to the batch.
+            batch.extend(islice(filter(free.__getitem__, rows[anchor].tolist()), need))
+            listed = len(batch) - forced - 1
+            need -= listed
             if need:
-                for c in rows[batch[-1]].tolist():
-                    if left[c] and mark[c] != i:
-                        batch.append(c)
-                        mark[c] = i
-                        need -= 1
-                        if not need:
-                            break
-                listed_of.append(p - forced - 1 - need)
-                if need:
-                    batch.extend(dealer.fill(i, need))
-            else:
-                listed_of.append(0)
-        else:
-            listed_of.append(0)
+                batch.extend(dealer.fill(batch, need))
+            _take_one_group(free, batch[forced:])
+        listed_of.append(listed)
         forced_of.append(forced)
         filled_of.append(need)
-        for c in batch:
-            left[c] -= 1
         out.extend(batch)
     origins.extra_categories = [0] * dealer.num_hard
     return out, origins
@@ -336,19 +377,20 @@ def _categories(
     Returns:
         The classes of the hard batches, one after the other, and their origins.
     """
-    p, left, mark = dealer.p, dealer.left, dealer.mark
+    p, free = dealer.p, dealer.free
     category_of: list[int] = [*table.category_of.tolist(), -1]
     members = _category_members(table, groups, shuffle=shuffle, seed=seed, epoch=epoch)
     turn = [0] * len(members)  # where each category's round-robin goes on
-    lookahead = 4 * p
     out: list[int] = []
     origins = _Origins()
+    checks = dealer.checks
     for i in range(dealer.num_hard):
-        batch = dealer.start(i)
+        due = checks.pop(i, None)
+        batch = dealer.forced[:] if due is None else dealer.start(i, due)
         forced = len(batch)
         used: list[int] = []
         filled = 0
-        starter = dealer.anchor(i) if forced < p else -1
+        starter = dealer.anchor() if forced < p else -1
         while starter >= 0:
             k = category_of[starter]
             # This category's share: the free slots over the categories to come.
@@ -359,62 +401,35 @@ def _categories(
                 cycle = members[k]
                 n = len(cycle)
                 at = turn[k]
-                exhausted = 0
+                passed = 0
                 step = 0
                 while step < n:
                     c = cycle[(at + step) % n]
                     step += 1
-                    if not left[c]:
-                        exhausted += 1
-                    elif mark[c] != i:
+                    if not free[c]:
+                        passed += 1
+                    elif c != starter:
                         batch.append(c)
-                        mark[c] = i
                         share -= 1
                         if not share:
                             break
                 turn[k] = (at + step) % n
-                if 2 * exhausted > n:
-                    members[k] = [c for c in cycle if left[c]]
+                if 2 * passed > n:  # drop the classes that ran out
+                    members[k] = [c for c in cycle if free[c]]
                     turn[k] = 0
             if len(batch) == p:
                 break
-            starter = _next_category_starter(dealer, i, used, category_of, lookahead)
+            starter = dealer.starter(used, category_of, 4 * p)
             if starter < 0:
                 filled = p - len(batch)
-                batch.extend(dealer.fill(i, filled))
+                batch.extend(dealer.fill(batch, filled))
         origins.listed.append(p - forced - filled - min(1, len(used)))
         origins.forced.append(forced)
         origins.filled.append(filled)
         origins.extra_categories.append(max(0, len(used) - per_batch))
-        for c in batch:
-            left[c] -= 1
+        _take_one_group(free, batch[forced:])
         out.extend(batch)
     return out, origins
-
-
-def _next_category_starter(
-    dealer: _Dealer, i: int, used: list[int], category_of: list[int], lookahead: int
-) -> int:
-    """The next group of the anchor order whose class can start a new category in batch i.
-
-    Looks at most `lookahead` groups ahead; the group taken is used up (the
-    ones passed over stay for later anchors). Returns -1 if none is found.
-    """
-    anchors, left, mark, is_forced = dealer.anchors, dealer.left, dealer.mark, dealer.is_forced
-    placeholder = len(left) - 1
-    start = dealer.anchor_at
-    # Groups of classes that ran out or are forced can never anchor again.
-    while start < len(anchors) and (not left[anchors[start]] or is_forced[anchors[start]]):
-        start += 1
-    dealer.anchor_at = start
-    end = min(len(anchors), start + lookahead)
-    for at in range(start, end):
-        c = anchors[at]
-        if left[c] and mark[c] != i and category_of[c] not in used:
-            anchors[at] = placeholder
-            mark[c] = i
-            return c
-    return -1
 
 
 def deal_hard_batches(
@@ -461,7 +476,7 @@ def deal_hard_batches(
     parts = [np.array(batches, dtype=np.int64).reshape(num_hard, p)]
     rest = num_batches - num_hard
     if rest:
-        left = np.array(dealer.left[:-1], dtype=np.int64)
+        left = dealer.left()
         slot = deal_column_major(left, rest, p, shuffle=shuffle, seed=seed, epoch=epoch)
         parts.append(slot_classes(left, slot, rest * p).reshape(rest, p))
     classes = np.concatenate(parts)
@@ -471,12 +486,7 @@ def deal_hard_batches(
         values[:num_hard] = getattr(origins, name)
         figures[name] = values
     is_hard = np.arange(num_batches) < num_hard
-    pure = (
-        is_hard
-        & (figures["filled"] == 0)
-        & (figures["extra_categories"] == 0)
-        & (figures["forced"] < p)
-    )
+    pure = is_hard & (figures["filled"] == 0) & (figures["extra_categories"] == 0)
     if shuffle:
         keys = hash_keys(seed, STREAM_HARD_BATCH_ORDER, epoch, np.arange(num_batches))
         order = np.argsort(keys, kind="stable")

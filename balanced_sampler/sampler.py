@@ -936,15 +936,15 @@ def _hard_stats(dealt: Dealt | None, keep: I64) -> HardBatchStats:
     """The `HardBatchStats` of a shard's batches (`dealt` None: no hard batch)."""
     if dealt is None:
         none = np.zeros(len(keep), dtype=np.int64)
-        return HardBatchStats.of_batches(
+        return HardBatchStats(
             is_hard=none.astype(bool),
             is_pure=none.astype(bool),
             listed=none,
-            forced=none,
-            filled=none,
-            extra_categories=none,
+            forced=none.copy(),
+            filled=none.copy(),
+            extra_categories=none.copy(),
         )
-    return HardBatchStats.of_batches(
+    return HardBatchStats(
         is_hard=dealt.hard[keep],
         is_pure=dealt.pure[keep],
         listed=dealt.listed[keep],

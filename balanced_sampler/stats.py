@@ -75,83 +75,95 @@ class HardBatchStats:
     """How one epoch's hard-class batches were dealt (one shard's batches).
 
     A hard batch is an anchor class and P - 1 others: from the anchor's
-    neighbour list (`class_neighbors`) or from its batch's categories
+    neighbour list (`class_neighbors`) or from the batch's categories
     (`categories`), except classes the quotas force into every remaining
-    batch (a class whose groups left equal the batches left) and, when the
-    list or the categories run out, classes completed from the epoch's
-    remaining groups. A hard batch is pure when nothing had to be completed
-    that way (and, with categories, it holds no category beyond
-    `categories_per_batch`); forced classes do not count against purity,
-    since no dealing that keeps the quotas can avoid them.
+    batch (a class whose groups left equal the batches left: no dealing that
+    keeps the quotas can leave it out) and, when the list or the categories
+    run out, classes completed from the epoch's remaining groups. A hard
+    batch is pure when nothing was completed that way and (with categories)
+    it took no category beyond `categories_per_batch`.
+
+    Every attribute is an array with one entry per batch of `plan(epoch)`;
+    the properties sum them.
 
     Attributes:
-        num_batches: Batches of the shard's plan.
-        hard_batches: Of those, the hard ones.
-        pure_batches: Of the hard ones, the pure ones.
-        listed_slots: Slots of hard batches (anchors excluded) whose class
-            came from the anchor's list or the batch's categories.
-        forced_slots: Slots of hard batches taken by forced classes.
-        filled_slots: Slots of hard batches completed from the remaining
-            groups.
-        extra_categories: Categories added to hard batches beyond
-            `categories_per_batch` (0 with neighbours).
-        is_hard: bool array, one per batch of `plan(epoch)`: hard or not.
-        is_pure: bool array, one per batch: a pure hard batch or not.
+        is_hard: bool: the batch was dealt as a neighbourhood or by category.
+        is_pure: bool: a pure hard batch.
+        listed: int: slots (the anchor's excluded) whose class came from the
+            anchor's neighbour list or the batch's categories.
+        forced: int: slots taken by forced classes.
+        filled: int: slots completed from the remaining groups.
+        extra_categories: int: categories beyond `categories_per_batch`.
     """
 
-    num_batches: int
-    hard_batches: int
-    pure_batches: int
-    listed_slots: int
-    forced_slots: int
-    filled_slots: int
-    extra_categories: int
     is_hard: npt.NDArray[np.bool_]
     is_pure: npt.NDArray[np.bool_]
+    listed: npt.NDArray[np.int64]
+    forced: npt.NDArray[np.int64]
+    filled: npt.NDArray[np.int64]
+    extra_categories: npt.NDArray[np.int64]
 
-    @classmethod
-    def of_batches(
-        cls,
-        *,
-        is_hard: npt.NDArray[np.bool_],
-        is_pure: npt.NDArray[np.bool_],
-        listed: npt.NDArray[np.int64],
-        forced: npt.NDArray[np.int64],
-        filled: npt.NDArray[np.int64],
-        extra_categories: npt.NDArray[np.int64],
-    ) -> HardBatchStats:
-        """Sums per-batch figures (arrays with one entry per batch)."""
-        for array in (is_hard, is_pure):
-            array.flags.writeable = False
-        return cls(
-            num_batches=len(is_hard),
-            hard_batches=int(is_hard.sum()),
-            pure_batches=int(is_pure.sum()),
-            listed_slots=int(listed.sum()),
-            forced_slots=int(forced.sum()),
-            filled_slots=int(filled.sum()),
-            extra_categories=int(extra_categories.sum()),
-            is_hard=is_hard,
-            is_pure=is_pure,
-        )
+    def __attrs_post_init__(self) -> None:
+        for field in attrs.fields(type(self)):
+            getattr(self, field.name).flags.writeable = False
+
+    @property
+    def num_batches(self) -> int:
+        """Batches of the shard's plan."""
+        return len(self.is_hard)
+
+    @property
+    def hard_batches(self) -> int:
+        """Hard batches."""
+        return int(self.is_hard.sum())
+
+    @property
+    def pure_batches(self) -> int:
+        """Pure hard batches."""
+        return int(self.is_pure.sum())
 
     @property
     def pure_fraction(self) -> float:
         """Pure hard batches / hard batches (NaN without hard batches)."""
-        return self.pure_batches / self.hard_batches if self.hard_batches else float("nan")
+        hard = self.hard_batches
+        return self.pure_batches / hard if hard else float("nan")
+
+    @property
+    def listed_slots(self) -> int:
+        """Slots of hard batches filled from the anchors' lists or the batches' categories."""
+        return int(self.listed.sum())
+
+    @property
+    def forced_slots(self) -> int:
+        """Slots of hard batches taken by forced classes."""
+        return int(self.forced.sum())
+
+    @property
+    def filled_slots(self) -> int:
+        """Slots of hard batches completed from the remaining groups."""
+        return int(self.filled.sum())
+
+    @property
+    def added_categories(self) -> int:
+        """Categories added to hard batches beyond `categories_per_batch`."""
+        return int(self.extra_categories.sum())
 
     def as_dict(self) -> dict[str, float]:
-        """Returns the counts and `pure_fraction` as a plain dict (no per-batch arrays)."""
-        out: dict[str, float] = {
-            field.name: getattr(self, field.name)
-            for field in attrs.fields(type(self))
-            if field.name not in ("is_hard", "is_pure")
-        }
-        out["pure_fraction"] = self.pure_fraction
-        return out
+        """Returns the summed figures as a plain dict."""
+        names = (
+            "num_batches",
+            "hard_batches",
+            "pure_batches",
+            "pure_fraction",
+            "listed_slots",
+            "forced_slots",
+            "filled_slots",
+            "added_categories",
+        )
+        return {name: getattr(self, name) for name in names}
 
     def __str__(self) -> str:
-        """Formats the counts as a two-column table."""
+        """Formats the summed figures as a two-column table."""
         return "\n".join(
             f"{name:<18} {value:>10.4f}" if isinstance(value, float) else f"{name:<18} {value:>10}"
             for name, value in self.as_dict().items()
