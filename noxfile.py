@@ -14,7 +14,8 @@ PYTHON = None  # the interpreter nox runs on (>= 3.10)
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Runs every test, TensorFlow ones included."""
-    session.install(".[test,tensorflow]")
+    # tensorboard: the test that RetrievalEvaluation's metrics reach TensorBoard.
+    session.install(".[test,tensorflow]", "tensorboard")
     session.run("pytest", *session.posargs)
 
 
@@ -52,7 +53,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job: trains a triplet embedding on balanced batches (about a minute)."""
+    """The main job: trains a triplet embedding on balanced batches (one to two minutes)."""
     session.install(".[tensorflow,plot]", "scikit-learn")
     session.run("python", "examples/demo.py", *session.posargs)
 
@@ -63,3 +64,18 @@ def bench(session: nox.Session) -> None:
     session.install(".[tensorflow]", "pillow", "scikit-learn")
     for script in ("bench_sampler.py", "bench_indexing.py", "bench_pipeline.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_training(session: nox.Session) -> None:
+    """Trains the same network on Keras', our and MPerClassSampler's batches (~15 min)."""
+    session.install(".[tensorflow]", "pillow", "scikit-learn")
+    session.install("torch==2.13.0", "pytorch-metric-learning")  # the MPerClassSampler arm
+    session.run("python", "benchmarks/bench_training.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_retrieval(session: nox.Session) -> None:
+    """Retrieval metrics: ours against pytorch-metric-learning's AccuracyCalculator."""
+    session.install(".", "torch==2.13.0", "pytorch-metric-learning", "faiss-cpu")
+    session.run("python", "benchmarks/bench_retrieval.py", *session.posargs)

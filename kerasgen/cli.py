@@ -17,6 +17,8 @@ import numpy as np
 
 from balanced_sampler import BalancedBatchSampler, index_directory, split
 from kerasgen.grid import save_batch_grid
+from kerasgen.histogram import save_size_histogram
+from kerasgen.native_stderr import quiet_native_logs_until_exit
 
 _PROGRESS_MIN_FOLDERS = 200
 
@@ -184,45 +186,11 @@ def _inspect(args: argparse.Namespace) -> None:
     for line in str(stats).splitlines():
         print(f"  {line}")
     if args.plot:
-        _plot_histogram(nonempty, k, args.plot)
+        save_size_histogram(nonempty, k, args.plot)
         print(f"Saved the class-size histogram to {args.plot}")
 
 
-def _plot_histogram(sizes: np.ndarray, k: int, path: str) -> None:
-    """Saves a histogram of class sizes (log-spaced bins) as a PNG with Pillow."""
-    from PIL import Image, ImageDraw
-
-    edges = np.unique(np.geomspace(1, max(int(sizes.max()), 2) + 1, num=21).astype(int))
-    counts, _ = np.histogram(sizes, bins=edges)
-    width, height, margin = 640, 360, 48
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    plot_w, plot_h = width - 2 * margin, height - 2 * margin
-    bar_w = plot_w / len(counts)
-    top = max(int(counts.max()), 1)
-    for i, count in enumerate(counts.tolist()):
-        x0 = margin + i * bar_w
-        bar_h = plot_h * count / top
-        color = "#d95f02" if edges[i] < k else "#1b9e77"
-        draw.rectangle(
-            [x0 + 1, height - margin - bar_h, x0 + bar_w - 1, height - margin], fill=color
-        )
-        if count:
-            draw.text((x0 + 2, height - margin - bar_h - 12), str(count), fill="black")
-        draw.text((x0 + 2, height - margin + 4), str(edges[i]), fill="black")
-    draw.line([margin, height - margin, width - margin, height - margin], fill="black")
-    draw.text(
-        (margin, 12),
-        f"Images per class ({len(sizes)} classes; orange: fewer than K={k})",
-        fill="black",
-    )
-    draw.text((width - margin - 150, height - 20), "class size (log bins)", fill="black")
-    image.save(path)
-
-
 def _preview(args: argparse.Namespace) -> None:
-    from kerasgen_tf._decode import load_images  # TensorFlow: only for this command
-
     paths, labels, class_names, kept = _load(args)
     sampler = _sampler(args, labels[kept])
     plan = sampler.plan(args.epoch)
@@ -232,12 +200,41 @@ def _preview(args: argparse.Namespace) -> None:
     size = args.image_size * 2 if len(args.image_size) == 1 else args.image_size
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"--image-size takes N or H W, positive. Received: {args.image_size}")
-    images = load_images([paths[i] for i in batch], (size[0], size[1]))
+    images = _load_images([paths[i] for i in batch], (size[0], size[1]))
     save_batch_grid(images, labels[batch], class_names, args.out)
     print(
         f"Saved batch {args.batch} of epoch {args.epoch} ({len(batch)} images, "
         f"{len(np.unique(labels[batch]))} classes) to {args.out}"
     )
+
+
+def _load_images(paths: list[str], size: tuple[int, int]) -> np.ndarray:
+    """Decodes the images with TensorFlow, as the pipeline does, its native logs hidden."""
+    quiet_native_logs_until_exit()  # TensorFlow logs at start-up, on errors and at exit
+    import tensorflow as tf
+
+    from kerasgen_tf._bad_images import describe_bad_image
+    from kerasgen_tf._decode import load_images
+
+    def no_decode(path: object) -> None:
+        return None
+
+    for path in paths:  # empty, missing or not an image: said without a failing decode
+        reason = describe_bad_image(path, no_decode)
+        if reason is not None:
+            raise ValueError(f"cannot load image {path}: {reason}")
+    try:
+        return load_images(paths, size)
+    except tf.errors.OpError:
+        for path in paths:  # name the file that cannot be decoded, and why
+
+            def decode(_: object, path: str = path) -> object:
+                return load_images([path], size)
+
+            reason = describe_bad_image(path, decode)
+            if reason is not None:
+                raise ValueError(f"cannot load image {path}: {reason}") from None
+        raise
 
 
 def _one_line_warning(

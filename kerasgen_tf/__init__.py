@@ -22,7 +22,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         'kerasgen extra: pip install "kerasgen[tensorflow]"'
     ) from error
 
-from kerasgen_tf import losses
+from kerasgen_tf import evaluation, losses
 from kerasgen_tf._bad_images import BadImageWarning
 from kerasgen_tf.dataset_from_directory import balanced_image_dataset_from_directory
 from kerasgen_tf.dataset_from_paths import balanced_image_dataset_from_paths
@@ -31,5 +31,6 @@ __all__ = [
     "BadImageWarning",
     "balanced_image_dataset_from_directory",
     "balanced_image_dataset_from_paths",
+    "evaluation",
     "losses",
 ]

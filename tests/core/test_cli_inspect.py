@@ -44,7 +44,7 @@ def test_inspect_prints_classes_sizes_and_plan_figures(image_tree, tmp_path):
     assert "triplet_valid_fraction" in out
     with Image.open(plot) as picture:
         assert picture.format == "PNG"
-        assert picture.size == (640, 360)
+        assert picture.size == (760, 420)
 
 
 def test_inspect_fixed_mode_and_validation_split(image_tree):

@@ -1,0 +1,254 @@
+"""Embed every sample of a dataset once, in a plain sequential order.
+
+A balanced dataset plays P x K plans: in fixed mode an epoch repeats some images and leaves
+others out, and every pass over it advances the sampler to the next epoch. Evaluation and
+class statistics (centroids, neighbour tables) need each sample exactly once instead, and
+must not disturb training. `sequential_dataset` reads the files of a balanced dataset in the
+order of `dataset.file_paths`, with the dataset's own decoding options, without touching its
+sampler; `embed_dataset` runs a model over it (or over any batched `(images, labels)`
+dataset) and returns the embeddings with their labels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from balanced_sampler.checks import check_int
+from kerasgen_tf._bad_images import describe_bad_image
+from kerasgen_tf._decode import make_image_loader, needs_format_check
+
+__all__ = ["embed_dataset", "is_balanced_dataset", "sequential_dataset"]
+
+_DEFAULT_BATCH_SIZE = 64
+
+
+def is_balanced_dataset(dataset: object) -> bool:
+    """Whether `dataset` was made by `balanced_image_dataset_from_directory` / `_from_paths`.
+
+    Args:
+        dataset: Any object.
+
+    Returns:
+        True if it carries the `sampler` and `file_paths` those functions attach.
+    """
+    return hasattr(dataset, "sampler") and hasattr(dataset, "file_paths")
+
+
+def _image_options(dataset: Any) -> Any:
+    """The decoding options a balanced dataset was built with."""
+    spec = getattr(dataset, "_kerasgen_pipeline", None)
+    if not isinstance(spec, dict) or "image" not in spec:
+        raise TypeError(
+            "This dataset carries `sampler` and `file_paths` but not the image options of "
+            "the dataset builders, so its images cannot be read in sequential order. Pass "
+            "the dataset returned by `balanced_image_dataset_from_directory` or "
+            "`balanced_image_dataset_from_paths` (not one rebuilt by "
+            f"`kerasgen_tf.distribute`). Received: dataset={dataset!r}"
+        )
+    return spec["image"]
+
+
+def _check_batch_size(batch_size: object) -> int | None:
+    return None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
+
+
+def _kept_samples(dataset: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Indices into `dataset.file_paths` of the files not known to be unreadable."""
+    paths = list(dataset.file_paths)
+    skipped = set(getattr(dataset, "skipped_files", None) or ())
+    kept = np.array([i for i, path in enumerate(paths) if path not in skipped], dtype=np.int64)
+    if len(kept) < len(paths):
+        warnings.warn(
+            f"Embedding leaves out {len(paths) - len(kept)} of {len(paths)} files that "
+            "could not be loaded (listed in `dataset.skipped_files`).",
+            stacklevel=4,
+        )
+    return kept
+
+
+def sequential_dataset(
+    dataset: tf.data.Dataset, batch_size: int | None = None
+) -> tuple[tf.data.Dataset, np.ndarray[Any, np.dtype[np.int64]]]:
+    """The images of a balanced dataset, each once, in the order of `file_paths`.
+
+    Decoded exactly as the dataset decodes them (same size, color mode, interpolation,
+    crop / pad, data format). The dataset's sampler is not used, so its epoch does not move.
+    Files already found unreadable (`dataset.skipped_files`) are left out, with a warning.
+
+    Args:
+        dataset: A dataset returned by `balanced_image_dataset_from_directory` or
+            `balanced_image_dataset_from_paths`.
+        batch_size: Images per batch. Defaults to the dataset's P x K.
+
+    Returns:
+        `(images, labels)`: a `tf.data.Dataset` of float32 image batches, and the int64
+        labels of its samples in the same order.
+
+    Raises:
+        TypeError: If `dataset` is not such a dataset.
+        ValueError: If `batch_size` is not an int >= 1.
+    """
+    images, labels, _ = _sequential(dataset, _check_batch_size(batch_size))
+    return images, labels
+
+
+def _sequential(
+    dataset: Any, batch_size: int | None
+) -> tuple[tf.data.Dataset, np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, Any]]:
+    """`sequential_dataset` plus the indices into `file_paths` of its samples."""
+    if not is_balanced_dataset(dataset):
+        raise TypeError(
+            "`dataset` must be a dataset returned by `balanced_image_dataset_from_directory` "
+            f"or `balanced_image_dataset_from_paths`. Received: dataset={dataset!r}"
+        )
+    options = _image_options(dataset)
+    kept = _kept_samples(dataset)
+    paths = [dataset.file_paths[i] for i in kept.tolist()]
+    labels = np.asarray(dataset.sampler.labels, dtype=np.int64)[kept]
+    load = make_image_loader(options, check_format=needs_format_check(paths, options.num_channels))
+    images = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
+    images = images.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    images = images.batch(batch_size or dataset.sampler.batch_size).prefetch(tf.data.AUTOTUNE)
+    return images, labels, kept
+
+
+def _as_label_vector(labels: Any) -> np.ndarray[Any, Any]:
+    """Labels of one batch as a vector; one-hot rows become their class index."""
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] > 1:
+        if not (np.isin(array, (0, 1)).all() and (array.sum(axis=1) == 1).all()):
+            raise ValueError(
+                "Labels of shape (batch, C) must be one-hot (categorical) rows. Received: "
+                f"labels of shape {array.shape} that are not one-hot"
+            )
+        indices: np.ndarray[Any, Any] = np.argmax(array, axis=1)
+        return indices
+    if array.ndim == 2 and array.shape[1] == 1:
+        return array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            "Labels must have shape (batch,), (batch, 1) or be one-hot (batch, C). "
+            f"Received: labels of shape {array.shape}"
+        )
+    return array
+
+
+def _embed_batch(model: keras.Model, inputs: Any) -> np.ndarray[Any, Any]:
+    output = model.predict_on_batch(inputs)
+    if not isinstance(output, np.ndarray) or output.ndim != 2:
+        shape = getattr(output, "shape", type(output).__name__)
+        raise ValueError(
+            "The model must output one embedding per sample, a tensor of shape (batch, dim). "
+            f"Received an output of shape {shape}"
+        )
+    return output
+
+
+def _pairs(dataset: tf.data.Dataset) -> Iterator[tuple[Any, Any]]:
+    for element in dataset:
+        if not isinstance(element, tuple) or len(element) not in (2, 3):
+            raise ValueError(
+                "`dataset` must yield `(images, labels)` batches (or `(images, labels, "
+                "sample_weights)`, whose weights are not used). Received an element of type "
+                f"{type(element).__name__}"
+                + (f" with {len(element)} parts" if isinstance(element, tuple) else "")
+            )
+        yield element[0], element[1]
+
+
+def _locate_bad_file(dataset: Any, kept: np.ndarray[Any, Any], batch: int, size: int) -> str:
+    """Names the unreadable files of one sequential batch, and why."""
+    load = tf.function(make_image_loader(_image_options(dataset)), reduce_retracing=True)
+    bad = []
+    for i in kept[batch * size : (batch + 1) * size].tolist():
+        path = dataset.file_paths[i]
+        reason = describe_bad_image(path, load)
+        if reason is not None:
+            bad.append(f"{path} (dataset.file_paths[{i}]): {reason}")
+    return "; ".join(bad) if bad else "(no single file fails on its own)"
+
+
+def embed_dataset(
+    model: keras.Model, dataset: Any, *, batch_size: int | None = None
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Embeds every sample of `dataset` once, in order, with the model in inference mode.
+
+    ```python
+    embeddings, labels = embed_dataset(model, val_ds)
+    retrieval_metrics(embeddings, labels)
+    ```
+
+    Args:
+        model: A Keras model mapping a batch of images to embeddings `(batch, dim)`.
+        dataset: A balanced dataset (its files are read once each in the order of
+            `dataset.file_paths`, see `sequential_dataset`; its P x K plan is not used and
+            its epoch does not move), any batched `tf.data.Dataset` of `(images, labels)`
+            or `(images, labels, sample_weights)` (one pass; one-hot labels become class
+            indices), or a tuple `(images, labels)` of arrays.
+        batch_size: Images per batch for a balanced dataset or arrays (default: the
+            dataset's P x K; 64 for arrays). Other datasets keep their own batches.
+
+    Returns:
+        `(embeddings, labels)`: the model's outputs `(N, dim)` and the N labels.
+
+    Raises:
+        TypeError: If `dataset` is none of the above.
+        ValueError: If the model's output is not `(batch, dim)`, labels have a shape that
+            is not a label vector or one-hot, or a file cannot be loaded (named).
+    """
+    size = _check_batch_size(batch_size)
+    outputs: list[np.ndarray[Any, Any]] = []
+    if is_balanced_dataset(dataset):
+        images, labels, kept = _sequential(dataset, size)
+        size = size or dataset.sampler.batch_size
+        batches = iter(images)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except tf.errors.InvalidArgumentError as error:
+                where = _locate_bad_file(dataset, kept, len(outputs), size)
+                raise ValueError(
+                    f"Cannot embed the dataset: a file cannot be loaded: {where}. Remove it "
+                    "or build the dataset with `verify_images=True`."
+                ) from error
+            outputs.append(_embed_batch(model, batch))
+        return _concatenate(outputs, len(labels)), labels
+    if isinstance(dataset, tuple) and len(dataset) == 2:
+        images_array, labels_array = dataset
+        pairs: Any = tf.data.Dataset.from_tensor_slices((images_array, labels_array)).batch(
+            size or _DEFAULT_BATCH_SIZE
+        )
+    elif isinstance(dataset, tf.data.Dataset):
+        pairs = dataset
+    else:
+        raise TypeError(
+            "`dataset` must be a balanced dataset, a batched `tf.data.Dataset` of "
+            "`(images, labels)` or a tuple `(images, labels)` of arrays. "
+            f"Received: dataset of type {type(dataset).__name__}"
+        )
+    label_batches = []
+    for inputs, batch_labels in _pairs(pairs):
+        outputs.append(_embed_batch(model, inputs))
+        label_batches.append(_as_label_vector(batch_labels))
+    label_vector = np.concatenate(label_batches) if label_batches else np.zeros(0, np.int64)
+    return _concatenate(outputs, len(label_vector)), label_vector
+
+
+def _concatenate(outputs: list[np.ndarray[Any, Any]], count: int) -> np.ndarray[Any, Any]:
+    if not outputs:
+        raise ValueError("`dataset` is empty: there is nothing to embed.")
+    embeddings = np.concatenate(outputs)
+    if len(embeddings) != count:
+        raise ValueError(
+            f"The model returned {len(embeddings)} embeddings for {count} samples: it must "
+            "output one embedding per input image."
+        )
+    return embeddings
