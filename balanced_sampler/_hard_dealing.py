@@ -6,38 +6,38 @@ module replaces the second step only, so quotas, coverage and rotation are
 those of the plain dealing; it returns the class of every slot of every batch,
 batches in play order.
 
-An epoch of B batches has H = round(`hard_batch_fraction` * B) hard batches,
-built one after the other from the groups left (`r_c` for class c, starting
-at its quota):
+An epoch of B batches has H = round(`hard_batch_fraction` * B) hard batches
+(half up), built one after the other from the groups left:
 
-1. Forced classes first. With R batches left (this one included), a class
-   with `r_c == R` must be in every remaining batch, or its groups would not
-   fit; such a class is put in the batch (this keeps `r_c <= R` for every
-   class, which is exactly what lets the other batches be dealt as usual).
-2. An anchor class: the next group of a seeded random order of the epoch's
-   groups whose class still has groups left and is not in the batch (so a
-   class anchors in proportion to its groups).
-3. The anchor's neighbours (`NeighborTable`), nearest first, that still have
-   groups left; or, for categories (`CategoryTable`), classes of the
-   anchor's category taken round-robin in a seeded order of the epoch, then
-   further categories (each started from the next class of a second seeded
-   group order whose category is not in the batch yet) until the batch holds
-   `categories_per_batch` categories. A category that runs short hands its
-   share to the batch's next categories; when all of them run short, more
-   categories are added.
-4. Neighbour lists that run out: the batch is completed from the epoch's
-   remaining groups in the second seeded group order, as the plain dealing
-   would pick them (a class with more groups left is more likely).
+1. Forced classes. With R batches left (this one included), a class with R
+   groups left must be in every remaining batch, or its groups would not
+   fit: it joins this batch and every later one. (This keeps every class at
+   most R groups, which is exactly what lets the batches that follow be
+   dealt at all.)
+2. An anchor: the next group of the epoch's seeded group order whose class
+   has groups left (so a class anchors about in proportion to its groups;
+   the order spreads each class's groups evenly, see `_group_order`).
+3. With neighbours (`NeighborTable`): the first classes of the anchor's
+   list, nearest first, that have groups left. With categories
+   (`CategoryTable`): classes of the anchor's category, taken round-robin
+   in a seeded order of the epoch, up to the category's share of the batch;
+   then, with `categories_per_batch` > 1, the next groups of the anchor order
+   whose category is new to the batch start the next categories (each takes
+   the free slots over the categories still to come, so a category that runs
+   short hands its share to the next).
+4. When the list (or the batch's categories) runs out, the batch is
+   completed from the back of the same group order: classes with groups
+   left that are not in the batch yet, about in proportion to their groups
+   (as the plain dealing would pick them).
 
-A hard batch is *pure* when every class but the anchor comes from the
-anchor's neighbour list (or from its `categories_per_batch` categories):
-no class was forced in from elsewhere and nothing was completed by step 4.
+A hard batch is pure when step 4 added nothing. Forced classes are counted
+apart: no dealing that keeps the quotas can leave them out.
 
 The B - H other batches take the groups left, dealt column by column as in
-the plain dealing (`_fixed.deal_column_major`); then all B batches are put in
-a seeded order. Every step is a pure function of the quotas, the table, the
-seed and the epoch. The loop over hard batches is plain Python over short
-lists (a few microseconds per batch), not over samples.
+the plain dealing (`_column_major.deal_column_major`); then all B batches are
+put in a seeded order. Every step is a pure function of the quotas, the
+table, the seed and the epoch. The loop over hard batches is plain Python
+over short lists (a few microseconds per batch), not over samples.
 """
 
 from __future__ import annotations
@@ -96,13 +96,12 @@ class Dealt:
         classes: int64 `(B, P)`: the class of every slot.
         hard: Whether the batch was dealt as a neighbourhood or category batch.
         pure: Whether it is a pure hard batch: nothing completed from the
-            remaining groups and no category beyond `categories_per_batch`.
+            remaining groups.
         listed: Slots (anchor excluded) whose class came from the anchor's
             neighbour list or the batch's categories.
         forced: Slots taken by classes that had to be in every remaining batch.
         filled: Slots completed from the remaining groups after the list (or
-            the categories) ran out.
-        extra_categories: Categories beyond `categories_per_batch`.
+            the batch's categories) ran out.
     """
 
     classes: I64
@@ -111,7 +110,6 @@ class Dealt:
     listed: I64
     forced: I64
     filled: I64
-    extra_categories: I64
 
 
 _CHUNK = 4096
@@ -228,20 +226,21 @@ class _Dealer:
                 return c
         return next(self.anchors)
 
-    def starter(self, used: list[int], category_of: list[int], lookahead: int) -> int:
+    def starter(self, used: set[int], category_of: list[int], lookahead: int) -> int:
         """Returns the next anchor whose category is not in `used`, or -1.
 
         Looks at most `lookahead` groups ahead; the groups passed over stay
         for later anchors. (A free class of a category not yet in the batch
         is not in the batch: forced classes are not free.)
         """
-        free = self.free
-        pending = deque(c for c in self.pending if free[c])
-        self.pending = pending
-        for j, c in enumerate(pending):
-            if category_of[c] not in used:
-                del pending[j]
-                return c
+        free, pending = self.free, self.pending
+        if pending:
+            pending = deque(c for c in pending if free[c])
+            self.pending = pending
+            for j, c in enumerate(pending):
+                if category_of[c] not in used:
+                    del pending[j]
+                    return c
         while len(pending) < lookahead:
             c = next(self.anchors, -1)
             if c < 0:
@@ -258,24 +257,22 @@ class _Dealer:
         over; when the order runs out, a new seeded order of the groups
         still free continues it.
         """
+        drawn = list(islice(self.fills, count))
         inside = set(batch)
+        if len(drawn) == count and inside.isdisjoint(drawn) and len(set(drawn)) == count:
+            return drawn  # the usual case
         taken: list[int] = []
-        while count:
-            drawn = list(islice(self.fills, count))
-            if len(drawn) < count:
-                self._new_fill_order()
-            fresh = set(drawn)
-            if len(fresh) == len(drawn) and inside.isdisjoint(fresh):
-                taken += drawn
-                inside |= fresh
-                count -= len(drawn)
-                continue
+        while True:
             for c in drawn:
                 if c not in inside:
                     inside.add(c)
                     taken.append(c)
-                    count -= 1
-        return taken
+                    if len(taken) == count:
+                        return taken
+            want = count - len(taken)
+            drawn = list(islice(self.fills, want))
+            if len(drawn) < want:
+                self._new_fill_order()
 
     def _new_fill_order(self) -> None:
         """Continues the fills with a new seeded order of the groups still free."""
@@ -306,7 +303,6 @@ class _Origins:
     listed: list[int] = attrs.Factory(list)
     forced: list[int] = attrs.Factory(list)
     filled: list[int] = attrs.Factory(list)
-    extra_categories: list[int] = attrs.Factory(list)
 
 
 def _neighborhoods(dealer: _Dealer, table: NeighborTable) -> tuple[list[int], _Origins]:
@@ -316,6 +312,7 @@ def _neighborhoods(dealer: _Dealer, table: NeighborTable) -> tuple[list[int], _O
         The classes of the hard batches, one after the other, and their origins.
     """
     p, rows, free, checks = dealer.p, table.rows, dealer.free, dealer.checks
+    anchors = dealer.anchors
     out: list[int] = []
     origins = _Origins()
     listed_of, forced_of, filled_of = origins.listed, origins.forced, origins.filled
@@ -326,7 +323,7 @@ def _neighborhoods(dealer: _Dealer, table: NeighborTable) -> tuple[list[int], _O
         need = p - forced
         listed = 0
         if need:
-            anchor = dealer.anchor()
+            anchor = next(anchors)  # (`dealer.pending` is for categories only)
             batch.append(anchor)
             need -= 1
             # The anchor is not in its own list and a list names a class once,
@@ -341,7 +338,6 @@ def _neighborhoods(dealer: _Dealer, table: NeighborTable) -> tuple[list[int], _O
         forced_of.append(forced)
         filled_of.append(need)
         out.extend(batch)
-    origins.extra_categories = [0] * dealer.num_hard
     return out, origins
 
 
@@ -374,59 +370,60 @@ def _categories(
 ) -> tuple[list[int], _Origins]:
     """Builds the hard batches from categories (see the module docstring).
 
+    Each category's classes form a cycle in a seeded order of the epoch; a
+    batch takes the next free ones after where the category's last batch
+    stopped (round robin). Classes that ran out are passed over (and dropped
+    from the cycle once they make up most of what a batch passes over).
+
     Returns:
         The classes of the hard batches, one after the other, and their origins.
     """
-    p, free = dealer.p, dealer.free
+    p, free, checks = dealer.p, dealer.free, dealer.checks
     category_of: list[int] = [*table.category_of.tolist(), -1]
-    members = _category_members(table, groups, shuffle=shuffle, seed=seed, epoch=epoch)
-    turn = [0] * len(members)  # where each category's round-robin goes on
+    cycles = _category_members(table, groups, shuffle=shuffle, seed=seed, epoch=epoch)
+    turns = [0] * len(cycles)  # where each category's round robin goes on
     out: list[int] = []
     origins = _Origins()
-    checks = dealer.checks
     for i in range(dealer.num_hard):
         due = checks.pop(i, None)
         batch = dealer.forced[:] if due is None else dealer.start(i, due)
         forced = len(batch)
-        used: list[int] = []
-        filled = 0
+        used: set[int] = set()
         starter = dealer.anchor() if forced < p else -1
         while starter >= 0:
             k = category_of[starter]
             # This category's share: the free slots over the categories to come.
             share = -(-(p - len(batch)) // max(1, per_batch - len(used))) - 1
-            used.append(k)
+            used.add(k)
             batch.append(starter)
             if share:
-                cycle = members[k]
-                n = len(cycle)
-                at = turn[k]
-                passed = 0
-                step = 0
-                while step < n:
-                    c = cycle[(at + step) % n]
-                    step += 1
-                    if not free[c]:
-                        passed += 1
-                    elif c != starter:
-                        batch.append(c)
-                        share -= 1
-                        if not share:
-                            break
-                turn[k] = (at + step) % n
-                if 2 * passed > n:  # drop the classes that ran out
-                    members[k] = [c for c in cycle if free[c]]
-                    turn[k] = 0
-            if len(batch) == p:
+                cycle, turn = cycles[k], turns[k]
+                ahead = chain(islice(cycle, turn, None), islice(cycle, 0, turn))
+                taken = list(islice(filter(free.__getitem__, ahead), share + 1))
+                if starter in taken:
+                    taken.remove(starter)
+                del taken[share:]
+                if taken:
+                    batch.extend(taken)
+                    last = taken[-1]
+                    try:
+                        stop = cycle.index(last, turn)
+                    except ValueError:
+                        stop = cycle.index(last)
+                    passed = (stop - turn) % len(cycle) + 1
+                    turns[k] = (stop + 1) % len(cycle)
+                    if passed > 4 * (len(taken) + 1):  # mostly classes that ran out
+                        cycles[k] = [c for c in cycle if free[c]]
+                        turns[k] = 0
+            if len(batch) == p or len(used) == per_batch:
                 break
             starter = dealer.starter(used, category_of, 4 * p)
-            if starter < 0:
-                filled = p - len(batch)
-                batch.extend(dealer.fill(batch, filled))
+        filled = p - len(batch)
+        if filled:
+            batch.extend(dealer.fill(batch, filled))
         origins.listed.append(p - forced - filled - min(1, len(used)))
         origins.forced.append(forced)
         origins.filled.append(filled)
-        origins.extra_categories.append(max(0, len(used) - per_batch))
         _take_one_group(free, batch[forced:])
         out.extend(batch)
     return out, origins
@@ -481,12 +478,12 @@ def deal_hard_batches(
         parts.append(slot_classes(left, slot, rest * p).reshape(rest, p))
     classes = np.concatenate(parts)
     figures = {}
-    for name in ("listed", "forced", "filled", "extra_categories"):
+    for name in ("listed", "forced", "filled"):
         values = np.zeros(num_batches, dtype=np.int64)
         values[:num_hard] = getattr(origins, name)
         figures[name] = values
     is_hard = np.arange(num_batches) < num_hard
-    pure = is_hard & (figures["filled"] == 0) & (figures["extra_categories"] == 0)
+    pure = is_hard & (figures["filled"] == 0)
     if shuffle:
         keys = hash_keys(seed, STREAM_HARD_BATCH_ORDER, epoch, np.arange(num_batches))
         order = np.argsort(keys, kind="stable")

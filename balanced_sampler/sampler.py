@@ -162,29 +162,30 @@ class BalancedBatchSampler:
             array of shape (C, M) whose row i lists, nearest first, the labels
             closest to the i-th distinct label (labels in increasing order),
             or a mapping {label: sequence of labels} with a key for every
-            label (lists may differ in length). A share
+            label (lists may differ in length); e.g. from
+            `balanced_sampler.neighbors.class_neighbor_table`. A share
             `hard_batch_fraction` of every epoch's batches is then dealt as
-            neighbourhoods: an anchor class (drawn in proportion to its
+            neighbourhoods: an anchor class (drawn about in proportion to its
             groups) and the nearest classes of its list that still have
-            groups left this epoch; a class that must appear in every
-            remaining batch to show its quota joins whatever the batch; when
-            the list runs out, the batch is completed from the epoch's
-            remaining groups in a seeded random order (`hard_batch_stats`
-            counts such batches). Quotas, coverage, rotation and every
-            class's sequence of images are exactly those of the plain plan:
-            only which classes share a batch changes. Replace the table
-            between epochs with `set_class_neighbors`. Not with
-            `categories`.
+            groups left this epoch. A class that must appear in every
+            remaining batch to show its quota joins any batch ("forced");
+            when the list runs out, the batch is completed from the epoch's
+            remaining groups in a seeded order (`hard_batch_stats` counts
+            both, and the batches that needed no completion: "pure").
+            Quotas, coverage, rotation and every class's sequence of images
+            are exactly those of the plain plan: only which classes share a
+            batch changes. Replace the table between epochs with
+            `set_class_neighbors`. Not with `categories`.
         categories: Fixed mode only: a mapping {label: category} (any
-            hashable categories) with a key for every label. A share
-            `hard_batch_fraction` of every epoch's batches takes its classes
-            from `categories_per_batch` categories (as OML's
-            `CategoryBalanceSampler`): the anchor's category and further ones
-            drawn in proportion to their groups, each category's classes taken
-            round-robin in a seeded order. A category that runs short hands
-            its share to the batch's next category; when all run short, more
-            categories are added (counted in `hard_batch_stats`). Quotas
-            stay those of the plain plan, as with `class_neighbors`.
+            hashable categories) with a key for every label (other keys are
+            ignored). A share `hard_batch_fraction` of every epoch's batches
+            takes its classes from `categories_per_batch` categories (as
+            OML's `CategoryBalanceSampler`): the anchor's category and, for
+            more than one, categories drawn like anchors; each category's
+            classes are taken round-robin in a seeded order and a category
+            that runs short hands its share to the batch's next one. When
+            they all run short, the batch is completed as with
+            `class_neighbors`. Quotas stay those of the plain plan.
         hard_batch_fraction: Fixed mode only: the share of every epoch's
             batches dealt as neighbourhoods or categories, in [0, 1]
             (round(fraction * global_batches), half up); the others are dealt
@@ -942,7 +943,6 @@ def _hard_stats(dealt: Dealt | None, keep: I64) -> HardBatchStats:
             listed=none,
             forced=none.copy(),
             filled=none.copy(),
-            extra_categories=none.copy(),
         )
     return HardBatchStats(
         is_hard=dealt.hard[keep],
@@ -950,7 +950,6 @@ def _hard_stats(dealt: Dealt | None, keep: I64) -> HardBatchStats:
         listed=dealt.listed[keep],
         forced=dealt.forced[keep],
         filled=dealt.filled[keep],
-        extra_categories=dealt.extra_categories[keep],
     )
 
 

@@ -80,8 +80,7 @@ class HardBatchStats:
     batch (a class whose groups left equal the batches left: no dealing that
     keeps the quotas can leave it out) and, when the list or the categories
     run out, classes completed from the epoch's remaining groups. A hard
-    batch is pure when nothing was completed that way and (with categories)
-    it took no category beyond `categories_per_batch`.
+    batch is pure when nothing was completed that way.
 
     Every attribute is an array with one entry per batch of `plan(epoch)`;
     the properties sum them.
@@ -93,7 +92,6 @@ class HardBatchStats:
             anchor's neighbour list or the batch's categories.
         forced: int: slots taken by forced classes.
         filled: int: slots completed from the remaining groups.
-        extra_categories: int: categories beyond `categories_per_batch`.
     """
 
     is_hard: npt.NDArray[np.bool_]
@@ -101,7 +99,6 @@ class HardBatchStats:
     listed: npt.NDArray[np.int64]
     forced: npt.NDArray[np.int64]
     filled: npt.NDArray[np.int64]
-    extra_categories: npt.NDArray[np.int64]
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(type(self)):
@@ -143,11 +140,6 @@ class HardBatchStats:
         """Slots of hard batches completed from the remaining groups."""
         return int(self.filled.sum())
 
-    @property
-    def added_categories(self) -> int:
-        """Categories added to hard batches beyond `categories_per_batch`."""
-        return int(self.extra_categories.sum())
-
     def as_dict(self) -> dict[str, float]:
         """Returns the summed figures as a plain dict."""
         names = (
@@ -158,7 +150,6 @@ class HardBatchStats:
             "listed_slots",
             "forced_slots",
             "filled_slots",
-            "added_categories",
         )
         return {name: getattr(self, name) for name in names}
 

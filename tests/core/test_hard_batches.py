@@ -113,9 +113,7 @@ def test_batches_are_exactly_p_distinct_classes_by_k_images(config):
         assert stats.hard_batches == expected == int(stats.is_hard.sum())
         assert stats.num_batches == len(plan) == len(stats.is_hard)
         assert not (stats.is_pure & ~stats.is_hard).any()
-        assert np.array_equal(stats.is_pure, stats.is_hard & (stats.filled == 0) & (
-            stats.extra_categories == 0
-        ))
+        assert np.array_equal(stats.is_pure, stats.is_hard & (stats.filled == 0))
         # Every slot of a hard batch is its anchor, listed, forced or filled.
         hard = stats.is_hard
         slots = stats.listed + stats.forced + stats.filled
@@ -235,23 +233,29 @@ def test_categories_give_batches_of_one_category_or_the_requested_number():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_a_short_category_hands_its_share_to_the_next_and_is_counted(seed):
-    # Category 0 has 2 classes, P = 4: its batches need another category.
+def test_a_short_category_hands_its_share_to_the_next_then_the_batch_is_completed(seed):
+    # Category 0 has 2 classes, P = 4: with one category per batch, its
+    # batches are completed from the remaining groups; with two, the second
+    # category takes the rest.
     values = np.arange(30)
     labels = np.repeat(values, 4)
     categories = {int(v): 0 if v < 2 else 1 + v % 3 for v in values}
-    sampler = BalancedBatchSampler(
-        labels, 4, 2, safe_triplet=True, seed=seed, categories=categories
-    )
-    stats = sampler.hard_batch_stats(0)
-    per_batch = batch_classes(sampler.plan(0), labels, 4, 2)
-    for i, classes in enumerate(per_batch):
-        if stats.forced[i] == 0 and stats.filled[i] == 0:
+    for per_batch in (1, 2):
+        sampler = BalancedBatchSampler(
+            labels, 4, 2, safe_triplet=True, seed=seed, categories=categories,
+            categories_per_batch=per_batch,
+        )
+        stats = sampler.hard_batch_stats(0)
+        per_batch_classes = batch_classes(sampler.plan(0), labels, 4, 2)
+        for i, classes in enumerate(per_batch_classes):
             kinds = {categories[c] for c in classes}
-            assert stats.extra_categories[i] == len(kinds) - 1
-            assert stats.is_pure[i] == (len(kinds) == 1)
-        if any(c < 2 for c in classes) and stats.forced[i] == 0:
-            assert not stats.is_pure[i]
+            if stats.forced[i] == 0 and stats.filled[i] == 0:
+                assert len(kinds) <= per_batch
+                assert stats.is_pure[i]
+            if 0 in kinds and stats.forced[i] == 0 and per_batch == 1:
+                # Category 0 cannot fill a batch of 4: completed, not pure.
+                assert stats.filled[i] >= 2
+                assert not stats.is_pure[i]
 
 
 def test_state_names_the_table_and_a_restore_with_another_table_is_refused():

@@ -18,7 +18,8 @@ def brute_force(x, m, distance="euclidean"):
         unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         d = 1.0 - unit @ unit.T
     else:
-        d = np.sqrt(np.maximum(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1), 0))
+        squared = (x**2).sum(1)
+        d = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * x @ x.T, 0))
     np.fill_diagonal(d, np.inf)
     order = np.argsort(d, axis=1, kind="stable")[:, :m]
     return order, np.take_along_axis(d, order, axis=1)
