@@ -49,6 +49,7 @@ DEFAULT_PROBES = 8
 _KMEANS_ITERATIONS = 8
 _KMEANS_SAMPLE = 32
 """k-means learns its centres from this many centroids per cluster (a seeded sample)."""
+_CENTROID_COLUMNS = 16
 _BLOCK_ELEMENTS = 1 << 22
 """Scores computed at once when assigning rows to centres (16 MiB in float32)."""
 
@@ -120,9 +121,13 @@ def class_centroids(
     order = np.argsort(label_array, kind="stable")
     ordered = label_array[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    sums = np.add.reduceat(vectors[order], starts, axis=0, dtype=np.float64)
-    counts = np.diff(np.r_[starts, len(ordered)])
-    centroids: Floats = (sums / counts[:, None]).astype(vectors.dtype)
+    counts = np.diff(np.r_[starts, len(ordered)])[:, None]
+    centroids: Floats = np.empty((len(starts), vectors.shape[1]), dtype=vectors.dtype)
+    # Sums in float64, a few dimensions at a time (no (N, D) float64 copy).
+    for first in range(0, vectors.shape[1], _CENTROID_COLUMNS):
+        columns = slice(first, first + _CENTROID_COLUMNS)
+        sums = np.add.reduceat(vectors[order, columns], starts, axis=0, dtype=np.float64)
+        centroids[:, columns] = sums / counts
     return ordered[starts], centroids
 
 
@@ -292,8 +297,12 @@ def _clustered_search(vectors: Floats, m: int, probes: int, seed: int) -> tuple[
     probers = probe_order // probes  # the rows that search each cluster, cluster by cluster
     prober_starts = np.searchsorted(nearest.reshape(-1)[probe_order], np.arange(k + 1))
     squared = np.einsum("ij,ij->i", vectors, vectors)
+    # Scores |y|^2 - 2 x.y from one product with an extra column (a row's own
+    # |x|^2 does not change its ranking: it is added at the end).
+    left = np.concatenate([vectors, np.ones((c, 1), dtype=vectors.dtype)], axis=1)
+    right = np.concatenate([-2.0 * vectors, squared[:, None]], axis=1).astype(vectors.dtype)
     # The m best so far of every row; a row with fewer candidates than m keeps
-    # infinite distances (filled from the nearest clusters' rows below).
+    # infinite scores (searched exactly below).
     best = np.full((c, m), np.inf, dtype=vectors.dtype)
     best_index = np.full((c, m), -1, dtype=np.int64)
     for cluster in range(k):
@@ -304,10 +313,7 @@ def _clustered_search(vectors: Floats, m: int, probes: int, seed: int) -> tuple[
         scores = np.empty((len(rows), m + len(members)), dtype=vectors.dtype)
         scores[:, :m] = best[rows]
         block = scores[:, m:]
-        np.matmul(vectors[rows], vectors[members].T, out=block)
-        block *= -2.0
-        block += squared[members][None, :]
-        block += squared[rows][:, None]
+        np.matmul(left[rows], right[members].T, out=block)
         # Every member probes its own cluster: rows and members are both in
         # increasing order, so each member's own row is found by a search.
         block[np.searchsorted(rows, members), np.arange(len(members))] = np.inf
@@ -317,7 +323,7 @@ def _clustered_search(vectors: Floats, m: int, probes: int, seed: int) -> tuple[
         earlier = best_index[rows][picked, np.minimum(keep, m - 1)]
         best_index[rows] = np.where(keep < m, earlier, members[np.maximum(keep - m, 0)])
     order = np.lexsort((best_index, best), axis=1)  # nearest first; ties: lower index
-    best = np.take_along_axis(best, order, axis=1)
+    best = np.take_along_axis(best, order, axis=1) + squared[:, None]
     best_index = np.take_along_axis(best_index, order, axis=1)
     missing = ~np.isfinite(best).all(axis=1)
     if missing.any():
