@@ -14,9 +14,10 @@ An epoch of B batches has H = round(`hard_batch_fraction` * B) hard batches
    fit: it joins this batch and every later one. (This keeps every class at
    most R groups, which is exactly what lets the batches that follow be
    dealt at all.)
-2. An anchor: the next group of the epoch's seeded group order whose class
-   has groups left (so a class anchors about in proportion to its groups;
-   the order spreads each class's groups evenly, see `_group_order`).
+2. An anchor: the class of the next group of the epoch's seeded group order
+   that still has groups left (the order spreads each class's groups evenly,
+   see `_group_order`; classes with more groups anchor more batches, a class
+   of one group is often taken as a neighbour before its turn comes).
 3. With neighbours (`NeighborTable`): the first classes of the anchor's
    list, nearest first, that have groups left. With categories
    (`CategoryTable`): classes of the anchor's category, taken round-robin
@@ -27,8 +28,8 @@ An epoch of B batches has H = round(`hard_batch_fraction` * B) hard batches
    short hands its share to the next).
 4. When the list (or the batch's categories) runs out, the batch is
    completed from the back of the same group order: classes with groups
-   left that are not in the batch yet, about in proportion to their groups
-   (as the plain dealing would pick them).
+   left that are not in the batch yet (a class with more groups left is
+   more likely, as in the plain dealing).
 
 A hard batch is pure when step 4 added nothing. Forced classes are counted
 apart: no dealing that keeps the quotas can leave them out.

@@ -165,9 +165,10 @@ class BalancedBatchSampler:
             label (lists may differ in length); e.g. from
             `balanced_sampler.neighbors.class_neighbor_table`. A share
             `hard_batch_fraction` of every epoch's batches is then dealt as
-            neighbourhoods: an anchor class (drawn about in proportion to its
-            groups) and the nearest classes of its list that still have
-            groups left this epoch. A class that must appear in every
+            neighbourhoods: an anchor class (the class of the next group, in
+            a seeded order of the epoch's groups, that still has groups
+            left) and the nearest classes of its list that still have groups
+            left this epoch; a batch's groups come in that order. A class that must appear in every
             remaining batch to show its quota joins any batch ("forced");
             when the list runs out, the batch is completed from the epoch's
             remaining groups in a seeded order (`hard_batch_stats` counts

@@ -425,3 +425,61 @@ def test_hard_batch_stats_as_dict_and_text():
     assert figures["pure_fraction"] == 1.0
     assert figures["hard_batches"] == len(sampler)
     assert "pure_batches" in str(stats)
+
+
+@given(hard_configs())
+@SETTINGS
+def test_a_hard_batch_lists_forced_classes_then_the_anchor_then_its_neighbours(config):
+    labels, p, k, kwargs, hard = config
+    if "class_neighbors" not in hard:
+        return
+    sampler = BalancedBatchSampler(labels, p, k, **kwargs, **hard)
+    table = hard["class_neighbors"]
+    values = np.unique(labels)
+    lists = (
+        {int(v): list(table[v]) for v in table}
+        if isinstance(table, dict)
+        else {int(v): row.tolist() for v, row in zip(values, table, strict=True)}
+    )
+    stats = sampler.hard_batch_stats(2)
+    for i, classes in enumerate(batch_classes(sampler.plan(2), labels, p, k)):
+        forced, listed = int(stats.forced[i]), int(stats.listed[i])
+        if not stats.is_hard[i] or forced == p:
+            continue
+        anchor = classes[forced]
+        near = classes[forced + 1 : forced + 1 + listed]
+        positions = [lists[anchor].index(c) for c in near]  # each one is in the anchor's list
+        assert positions == sorted(positions), "neighbours nearest first"
+        assert stats.filled[i] == p - forced - 1 - listed
+
+
+def test_classes_with_more_groups_anchor_more_batches():
+    # Classes of 4, 8 and 16 images (1, 2 and 4 groups of K=4 an epoch).
+    sizes = np.tile([4, 8, 16], 12)
+    labels = np.repeat(np.arange(36), sizes)
+    table = np.array([[(c + j) % 36 for j in range(1, 4)] for c in range(36)])
+    sampler = BalancedBatchSampler(labels, 3, 4, safe_triplet=True, seed=0, class_neighbors=table)
+    anchors = np.zeros(36)
+    for epoch in range(60):
+        stats = sampler.hard_batch_stats(epoch)
+        for i, classes in enumerate(batch_classes(sampler.plan(epoch), labels, 3, 4)):
+            if stats.forced[i] < 3:
+                anchors[classes[stats.forced[i]]] += 1
+    by_size = [anchors[sizes == n].sum() / anchors.sum() for n in (4, 8, 16)]
+    # The next group of the order whose class still has groups left: a class
+    # of one group is often taken as a neighbour before its turn comes.
+    assert 0 < by_size[0] < by_size[1] < by_size[2]
+
+
+def test_a_state_is_refused_by_a_sampler_with_other_categories():
+    labels = np.repeat(np.arange(8), 4)
+    kwargs = {"safe_triplet": True, "seed": 1}
+    sampler = BalancedBatchSampler(labels, 2, 2, categories={c: c % 2 for c in range(8)}, **kwargs)
+    state = sampler.state_dict()
+    renamed = BalancedBatchSampler(
+        labels, 2, 2, categories={c: "ab"[c % 2] for c in range(8)}, **kwargs
+    )
+    renamed.load_state_dict(state)  # the same grouping under other names
+    other = BalancedBatchSampler(labels, 2, 2, categories={c: c // 4 for c in range(8)}, **kwargs)
+    with pytest.raises(ValueError, match=r"categories: saved '2 categories, sha256:"):
+        other.load_state_dict(state)

@@ -143,3 +143,16 @@ def test_the_table_feeds_the_sampler():
 def test_bad_arguments(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_auto_switches_to_the_clustered_search_beyond_the_exact_limit(monkeypatch):
+    from balanced_sampler import neighbors
+
+    assert neighbors.EXACT_UP_TO == 20_000
+    x = low_dimensional(400, 8, 8)
+    monkeypatch.setattr(neighbors, "EXACT_UP_TO", 399)
+    auto, _ = neighbors.nearest_classes(x, 5)
+    clustered, _ = neighbors.nearest_classes(x, 5, search="clustered")
+    assert np.array_equal(auto, clustered)
+    monkeypatch.setattr(neighbors, "EXACT_UP_TO", 400)
+    assert np.array_equal(neighbors.nearest_classes(x, 5)[0], brute_force(x, 5)[0])
