@@ -70,26 +70,37 @@ def slot_classes(groups: I64, slot: I64, num_slots: int) -> I64:
     return classes
 
 
-def keep_class_order(groups: I64, slot: I64, classes: I64) -> I64:
-    """Deals every class's groups into new batches in the order `slot` plays them.
+def in_play_order(groups: I64, slot: I64) -> I64:
+    """Reorders the slots of every class's groups so the class plays them in order.
 
-    Class c's groups reach the slots where `classes` holds c in increasing
-    slot order (play order), in the order in which `slot` plays them: for
-    every class, the sequence of its groups over the epoch is unchanged.
+    The groups of a class (consecutive in `slot`, classes in order) get the
+    same slots, sorted: the class's first group is played first, and so on.
+    Any dealing that hands every class its slots this way plays each class's
+    images in the same order (the order `class_groups` made).
 
     Args:
         groups: Groups of every class.
-        slot: The slot of every group in the plain dealing.
-        classes: The class of every slot of the new dealing (length B * P,
-            batches in play order).
+        slot: The slot of every group, groups in class order.
 
     Returns:
-        The new slot of every group, groups in class order.
+        The reordered slots.
+    """
+    bits = max((int(slot.max(initial=0))).bit_length(), 1)
+    played = sort_within_segments(segment_ids(groups), slot.astype(np.uint64), key_width=bits)
+    result: I64 = slot[played]
+    return result
+
+
+def slots_by_class(classes: I64) -> I64:
+    """Returns every slot, ordered by (class, slot): each class's slots in play order.
+
+    Args:
+        classes: The class of every slot (length B * P, batches in play order).
+
+    Returns:
+        The slots of class 0 in increasing order, then those of class 1, ...
+        (with `in_play_order`, the slot of every group in class order).
     """
     bits = max(int(len(classes) - 1).bit_length(), 1)
-    played = sort_within_segments(segment_ids(groups), slot.astype(np.uint64), key_width=bits)
     positions = np.arange(len(classes), dtype=np.uint64)
-    new = sort_within_segments(classes.copy(), positions, key_width=bits)
-    out = np.empty(len(slot), dtype=np.int64)
-    out[played] = new
-    return out
+    return sort_within_segments(classes.copy(), positions, key_width=bits)

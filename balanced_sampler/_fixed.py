@@ -35,7 +35,7 @@ from balanced_sampler._classes import (
     segment_ids,
     sort_within_segments,
 )
-from balanced_sampler._column_major import deal_column_major, keep_class_order
+from balanced_sampler._column_major import deal_column_major, in_play_order, slots_by_class
 from balanced_sampler._hard_dealing import Dealt, HardDealing, deal_hard_batches
 from balanced_sampler._quotas import Quotas
 from balanced_sampler._random import (
@@ -175,11 +175,12 @@ def plan_epoch(
     2. `class_groups`: which images form those groups, from each class's
        stream of passes.
     3. `deal_column_major`: which batch and column every group goes to (no
-       batch holds a class twice). With `hard` (hard-class batches), a
-       share of the batches is dealt as neighbourhoods or categories instead
-       (`deal_hard_batches`), and every class's groups keep the play order
-       of step 3: quotas, coverage, rotation and each class's sequence of
-       images stay those of the plain plan.
+       batch holds a class twice); a class's groups are played in the order
+       `class_groups` made them (`in_play_order`). With `hard` (hard-class
+       batches), a share of the batches is dealt as neighbourhoods or
+       categories instead (`deal_hard_batches`), and each class's groups go
+       to its batches in the same order: quotas, coverage, rotation and each
+       class's sequence of images stay those of the plain plan.
 
     Args:
         index: The class index of the labels.
@@ -200,13 +201,15 @@ def plan_epoch(
     """
     groups = quotas.of_epoch(epoch)
     table = class_groups(index, quotas, ranks, groups, k, shuffle=shuffle, seed=seed, epoch=epoch)
-    slot = deal_column_major(groups, num_batches, p, shuffle=shuffle, seed=seed, epoch=epoch)
     dealt = None
     if hard is not None and hard.num_hard(num_batches) > 0:
         dealt = deal_hard_batches(
             groups, num_batches, p, hard, shuffle=shuffle, seed=seed, epoch=epoch
         )
-        slot = keep_class_order(groups, slot, dealt.classes.reshape(-1))
+        slot = slots_by_class(dealt.classes.reshape(-1))
+    else:
+        slot = deal_column_major(groups, num_batches, p, shuffle=shuffle, seed=seed, epoch=epoch)
+        slot = in_play_order(groups, slot)
     out = np.empty((num_batches * p, k), dtype=np.int64)
     out[slot] = table
     return out.reshape(num_batches, p * k), dealt
