@@ -483,3 +483,53 @@ def test_a_state_is_refused_by_a_sampler_with_other_categories():
     other = BalancedBatchSampler(labels, 2, 2, categories={c: c // 4 for c in range(8)}, **kwargs)
     with pytest.raises(ValueError, match=r"categories: saved '2 categories, sha256:"):
         other.load_state_dict(state)
+
+
+@given(hard_configs(), st.data())
+@SETTINGS
+def test_resume_at_any_cut_point_continues_with_the_table(config, data):
+    labels, p, k, kwargs, hard = config
+    sampler = BalancedBatchSampler(labels, p, k, **kwargs, **hard)
+    epoch = data.draw(st.integers(0, 3))
+    cut = data.draw(st.integers(0, len(sampler)))
+    sampler.set_epoch(epoch)
+    iterator = iter(sampler)
+    for _ in range(cut):
+        next(iterator)
+    state = sampler.state_dict()
+    rest = list(iterator)
+    restarted = BalancedBatchSampler(labels, p, k, **{**kwargs, "seed": None}, **hard)
+    restarted.load_state_dict(state)
+    # After the last batch, what comes next is the next epoch.
+    expected = rest or [b.tolist() for b in sampler.plan(epoch + 1)]
+    assert list(restarted) == expected
+    if "class_neighbors" in hard:
+        other = BalancedBatchSampler(labels, p, k, **kwargs)  # no table
+        with pytest.raises(ValueError, match="class_neighbors: saved"):
+            other.load_state_dict(state)
+
+
+@given(hard_configs(), st.data())
+@SETTINGS
+def test_a_table_set_mid_epoch_applies_from_the_next_epoch_only(config, data):
+    labels, p, k, kwargs, hard = config
+    if "class_neighbors" not in hard:
+        return
+    values = np.unique(labels)
+    new_table = random_table(values, data.draw(st.integers(1, 6)), data.draw(st.integers(0, 99)))
+    sampler = BalancedBatchSampler(labels, p, k, **kwargs, **hard)
+    old = BalancedBatchSampler(labels, p, k, **kwargs, **hard)
+    new = BalancedBatchSampler(labels, p, k, **kwargs, class_neighbors=new_table)
+    epoch = data.draw(st.integers(0, 3))
+    cut = data.draw(st.integers(0, len(sampler)))
+    sampler.set_epoch(epoch)
+    iterator = iter(sampler)
+    head = [next(iterator) for _ in range(cut)]
+    # Before the first batch is drawn no epoch is in play: the table applies to it.
+    first = sampler.set_class_neighbors(new_table)
+    assert first == (epoch if cut == 0 else epoch + 1)
+    rest = list(iterator)
+    played = head + rest
+    reference = new if cut == 0 else old
+    assert played == [b.tolist() for b in reference.plan(epoch)]
+    assert list(sampler) == [b.tolist() for b in new.plan(epoch + 1)]
