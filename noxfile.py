@@ -79,3 +79,11 @@ def bench_retrieval(session: nox.Session) -> None:
     """Retrieval metrics: ours against pytorch-metric-learning's AccuracyCalculator."""
     session.install(".", "torch==2.13.0", "pytorch-metric-learning", "faiss-cpu")
     session.run("python", "benchmarks/bench_retrieval.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_neighbors(session: nox.Session) -> None:
+    """Hard-class batches: planning against plain fixed plans, and class-neighbour tables."""
+    session.install(".")
+    session.run("python", "benchmarks/bench_sampler.py", "--neighbors", *session.posargs)
+    session.run("python", "benchmarks/bench_neighbors.py", *session.posargs)

@@ -9,11 +9,12 @@ from balanced_sampler.checks import check_sampler_options
 from balanced_sampler.indexing import ALLOWED_FORMATS, IndexingWarning, index_directory
 from balanced_sampler.sampler import BalancedBatchSampler, SamplerWarning
 from balanced_sampler.splitting import split
-from balanced_sampler.stats import PlanStats, plan_stats
+from balanced_sampler.stats import HardBatchStats, PlanStats, plan_stats
 
 __all__ = [
     "ALLOWED_FORMATS",
     "BalancedBatchSampler",
+    "HardBatchStats",
     "IndexingWarning",
     "PlanStats",
     "SamplerWarning",

@@ -35,11 +35,11 @@ from balanced_sampler._classes import (
     segment_ids,
     sort_within_segments,
 )
+from balanced_sampler._column_major import deal_column_major, in_play_order, slots_by_class
+from balanced_sampler._hard_dealing import Dealt, HardDealing, deal_hard_batches
 from balanced_sampler._quotas import Quotas
 from balanced_sampler._random import (
     STREAM_BASE_ORDER,
-    STREAM_BATCH_ORDER,
-    STREAM_CLASS_ORDER,
     STREAM_CYCLE,
     STREAM_GROUPING,
     hash_keys,
@@ -167,15 +167,20 @@ def plan_epoch(
     shuffle: bool,
     seed: int,
     epoch: int,
-) -> I64:
+    hard: HardDealing | None = None,
+) -> tuple[I64, Dealt | None]:
     """Plans one fixed epoch in three steps: quotas, groups, dealing.
 
     1. `quotas.of_epoch`: how many groups each class shows this epoch.
     2. `class_groups`: which images form those groups, from each class's
        stream of passes.
     3. `deal_column_major`: which batch and column every group goes to (no
-       batch holds a class twice). Another dealing (e.g. hard-class batches)
-       can replace this step alone: quotas, coverage and rotation stay.
+       batch holds a class twice); a class's groups are played in the order
+       `class_groups` made them (`in_play_order`). With `hard` (hard-class
+       batches), a share of the batches is dealt as neighbourhoods or
+       categories instead (`deal_hard_batches`), and each class's groups go
+       to its batches in the same order: quotas, coverage, rotation and each
+       class's sequence of images stay those of the plain plan.
 
     Args:
         index: The class index of the labels.
@@ -187,17 +192,27 @@ def plan_epoch(
         shuffle: Whether to randomise image, class and batch order.
         seed: The sampler's seed.
         epoch: The epoch to plan.
+        hard: The hard-class dealing, or None for the plain one.
 
     Returns:
-        An int64 array of shape `(num_batches, p * k)`: the sample indices of
-        every batch, P groups of K images each.
+        `(table, dealt)`: an int64 array of shape `(num_batches, p * k)` with
+        the sample indices of every batch (P groups of K images each), and
+        the hard-class dealing's `Dealt` (None without hard batches).
     """
     groups = quotas.of_epoch(epoch)
     table = class_groups(index, quotas, ranks, groups, k, shuffle=shuffle, seed=seed, epoch=epoch)
-    slot = deal_column_major(groups, num_batches, p, shuffle=shuffle, seed=seed, epoch=epoch)
+    dealt = None
+    if hard is not None and hard.num_hard(num_batches) > 0:
+        dealt = deal_hard_batches(
+            groups, num_batches, p, hard, shuffle=shuffle, seed=seed, epoch=epoch
+        )
+        slot = slots_by_class(dealt.classes.reshape(-1))
+    else:
+        slot = deal_column_major(groups, num_batches, p, shuffle=shuffle, seed=seed, epoch=epoch)
+        slot = in_play_order(groups, slot)
     out = np.empty((num_batches * p, k), dtype=np.int64)
     out[slot] = table
-    return out.reshape(num_batches, p * k)
+    return out.reshape(num_batches, p * k), dealt
 
 
 def class_groups(
@@ -265,45 +280,3 @@ def class_groups(
     del where, slot
     table: I64 = index.members[chosen].reshape(-1, k)
     return table
-
-
-def deal_column_major(
-    groups: I64, num_batches: int, p: int, *, shuffle: bool, seed: int, epoch: int
-) -> I64:
-    """Deals the groups into batches: returns the slot `batch * P + column` of each.
-
-    Classes are laid out one after the other (in a seeded order) and group i
-    of that sequence goes to batch `i mod B`, column `i // B`; since no class
-    has more than B groups, no batch holds a class twice. Batches are then
-    put in a seeded order.
-
-    Args:
-        groups: Groups of every class this epoch (at most `num_batches`
-            each, `num_batches * p` in all).
-        num_batches: B.
-        p: `num_classes_per_batch`.
-        shuffle: Whether to randomise class and batch order.
-        seed: The sampler's seed.
-        epoch: The epoch to plan.
-
-    Returns:
-        An int64 array with the slot of every group, groups in the order of
-        `class_groups` (class 0's first).
-    """
-    active = np.flatnonzero(groups > 0)
-    if shuffle:
-        class_order = np.argsort(hash_keys(seed, STREAM_CLASS_ORDER, epoch, active), kind="stable")
-    else:
-        class_order = np.arange(len(active))
-    counts = groups[active]
-    first = np.empty(len(active), dtype=np.int64)
-    first[class_order] = np.cumsum(counts[class_order]) - counts[class_order]
-    position = np.repeat(first, counts) + segment_arange(counts)
-    if shuffle:
-        batch_keys = hash_keys(seed, STREAM_BATCH_ORDER, epoch, np.arange(num_batches))
-        rank = np.empty(num_batches, dtype=np.int64)
-        rank[np.argsort(batch_keys, kind="stable")] = np.arange(num_batches)
-    else:
-        rank = np.arange(num_batches, dtype=np.int64)
-    slot: I64 = rank[position % num_batches] * p + position // num_batches
-    return slot

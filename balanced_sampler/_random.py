@@ -31,6 +31,9 @@ STREAM_CYCLE = 4  # fixed mode: a class's jitter for one pass over it
 STREAM_GROUPING = 5  # fixed mode: how an epoch's images of a class form groups
 STREAM_TIES = 6  # fixed mode: rotation order of classes tied for an extra group
 STREAM_BASE_ORDER = 7  # fixed mode: a class's fixed base order of its images
+STREAM_GROUP_ORDER = 8  # hard batches: anchors (from the front) and fills (from the back)
+STREAM_CATEGORY_ORDER = 9  # category batches: order of each category's classes
+STREAM_HARD_BATCH_ORDER = 10  # hard batches: play order of hard and other batches
 
 
 def draw_seed() -> int:

@@ -117,18 +117,26 @@ def check_sampler_options(
     num_shards: object = 1,
     shard_index: object = 0,
     exhaustive_priority: object = "exact",
+    class_neighbors: object = None,
+    categories: object = None,
+    hard_batch_fraction: object = 1.0,
+    categories_per_batch: object = 1,
 ) -> None:
     """Checks every `BalancedBatchSampler` option that does not need the labels.
 
     `BalancedBatchSampler` runs these checks itself; callers that build a
     sampler only after expensive work (listing a folder) run them first.
+    (`class_neighbors` and `categories` are checked against the labels by
+    `balanced_sampler.class_tables`; here only whether they may be given.)
 
     Raises:
         TypeError: If a value has the wrong type.
         ValueError: If a value is not allowed, e.g. `samples_per_epoch` not a
             multiple of P * K, a fixed-mode option with `safe_triplet=False`,
-            or `exhaustive_priority` other than "exact" with
-            `safe_triplet=True`.
+            `exhaustive_priority` other than "exact" with
+            `safe_triplet=True`, both `class_neighbors` and `categories`,
+            `hard_batch_fraction` outside [0, 1] or `categories_per_batch`
+            without `categories` or above P.
     """
     p = check_int("num_classes_per_batch", num_classes_per_batch, minimum=1)
     k = check_int("num_images_per_class", num_images_per_class, minimum=1)
@@ -152,6 +160,14 @@ def check_sampler_options(
             f"Received: exhaustive_priority={exhaustive_priority!r}"
         )
     _check_class_weights_kind(class_weights)
+    check_hard_batch_options(
+        p,
+        fixed=fixed,
+        class_neighbors=class_neighbors,
+        categories=categories,
+        hard_batch_fraction=hard_batch_fraction,
+        categories_per_batch=categories_per_batch,
+    )
     if fixed and exhaustive_priority != "exact":
         raise ValueError(
             "`exhaustive_priority` only applies when safe_triplet=False (fixed epochs hold "
@@ -185,6 +201,96 @@ def check_sampler_options(
                 f"num_classes_per_batch * num_images_per_class = {batch}. "
                 f"Received: samples_per_epoch={samples} ({hint})"
             )
+
+
+def check_hard_batch_options(
+    p: int,
+    *,
+    fixed: bool,
+    class_neighbors: object,
+    categories: object,
+    hard_batch_fraction: object,
+    categories_per_batch: object,
+) -> float:
+    """Checks the hard-class batch options that do not need the labels.
+
+    Args:
+        p: `num_classes_per_batch` (already checked).
+        fixed: `safe_triplet`.
+        class_neighbors: The neighbour table or None (its content is checked
+            against the labels elsewhere).
+        categories: The categories mapping or None (idem).
+        hard_batch_fraction: The share of hard batches.
+        categories_per_batch: Categories per batch.
+
+    Returns:
+        `hard_batch_fraction` as a float.
+
+    Raises:
+        TypeError: If `hard_batch_fraction` is not a real number or
+            `categories_per_batch` not an integer.
+        ValueError: If an option is given with `safe_triplet=False`, both
+            `class_neighbors` and `categories` are given, the fraction is
+            outside [0, 1], or `categories_per_batch` is given without
+            `categories` or above `num_classes_per_batch`.
+    """
+    if isinstance(hard_batch_fraction, (bool, np.bool_)) or not isinstance(
+        hard_batch_fraction, numbers.Real
+    ):
+        raise TypeError(
+            "`hard_batch_fraction` must be a number between 0 and 1 (the share of each "
+            "epoch's batches dealt as neighbourhoods or categories). Received: "
+            f"hard_batch_fraction={hard_batch_fraction!r} of type "
+            f"{type(hard_batch_fraction).__name__}"
+        )
+    fraction = float(hard_batch_fraction)
+    if not 0.0 <= fraction <= 1.0:  # also rejects NaN
+        raise ValueError(
+            "`hard_batch_fraction` must be between 0 and 1. "
+            f"Received: hard_batch_fraction={hard_batch_fraction!r}"
+        )
+    per_batch = check_int("categories_per_batch", categories_per_batch, minimum=1)
+    if not fixed:
+        for name, value, given in (
+            ("class_neighbors", class_neighbors, class_neighbors is not None),
+            ("categories", categories, categories is not None),
+            ("hard_batch_fraction", fraction, fraction != 1.0),
+            ("categories_per_batch", per_batch, per_batch != 1),
+        ):
+            if given:
+                raise ValueError(
+                    f"`{name}` only applies when safe_triplet=True. Hard-class batches change "
+                    "which classes share a batch while every class keeps its quota of groups; "
+                    "exhaustive epochs have no quotas to keep (each class's groups are fixed "
+                    "by its size, and which classes share a batch is set by the layout that "
+                    "keeps every sample exactly once and the exact P x K batches first). "
+                    f"Received: {name}={_short(value)} with safe_triplet=False"
+                )
+    if class_neighbors is not None and categories is not None:
+        raise ValueError(
+            "Pass either `class_neighbors` or `categories`, not both: a hard batch is either "
+            "an anchor class with its neighbours or classes of one category. (For "
+            "neighbourhoods inside categories, give each class neighbours of its own "
+            "category only.)"
+        )
+    if per_batch != 1 and categories is None:
+        raise ValueError(
+            "`categories_per_batch` only applies with `categories`. "
+            f"Received: categories_per_batch={per_batch} with categories=None"
+        )
+    if per_batch > p:
+        raise ValueError(
+            "`categories_per_batch` must be at most `num_classes_per_batch` (every category "
+            f"of a batch gives it at least one class). Received: categories_per_batch="
+            f"{per_batch} with num_classes_per_batch={p}"
+        )
+    return fraction
+
+
+def _short(value: object) -> str:
+    """`repr(value)`, cut short for big tables."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 _CLASS_WEIGHTS_ALLOWED = (

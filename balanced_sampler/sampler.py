@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -13,6 +13,7 @@ import numpy as np
 
 from balanced_sampler import _exhaustive, _fixed, _quotas
 from balanced_sampler._classes import I64, ClassIndex
+from balanced_sampler._hard_dealing import Dealt, HardDealing
 from balanced_sampler._random import draw_seed
 from balanced_sampler.checks import (
     as_labels,
@@ -22,12 +23,23 @@ from balanced_sampler.checks import (
     check_seed,
     class_weight_vector,
 )
-from balanced_sampler.stats import PlanStats, plan_stats
+from balanced_sampler.class_tables import CategoryTable, NeighborTable
+from balanced_sampler.stats import HardBatchStats, PlanStats, plan_stats
 
 ClassWeights = str | float | Mapping[int, float] | Sequence[float]
 ClassNames = Sequence[str] | Mapping[int, str]
+ClassNeighbors = np.ndarray[Any, Any] | Sequence[Sequence[int]] | Mapping[int, Sequence[int]]
+Categories = Mapping[int, Hashable]
+LabelTable = I64 | dict[int, I64]
 
 STATE_KEYS = ("seed", "epoch", "next_batch")
+FINGERPRINT_DEFAULTS = {
+    "class_neighbors": "None",
+    "categories": "None",
+    "hard_batch_fraction": "1.0",
+    "categories_per_batch": "1",
+}
+"""Fingerprint entries that states saved before hard-class batches lack."""
 MAX_PADDING = 32
 """Fixed mode with small_classes="pad": K is at most this many times the largest class."""
 
@@ -146,6 +158,44 @@ class BalancedBatchSampler:
         class_names: Optional names of the classes, a sequence indexed by
             label or a mapping {label: name}, used only to name classes in
             errors and warnings.
+        class_neighbors: Fixed mode only: hard-class batches. An integer
+            array of shape (C, M) whose row i lists, nearest first, the labels
+            closest to the i-th distinct label (labels in increasing order),
+            or a mapping {label: sequence of labels} with a key for every
+            label (lists may differ in length); e.g. from
+            `balanced_sampler.neighbors.class_neighbor_table`. A share
+            `hard_batch_fraction` of every epoch's batches is then dealt as
+            neighbourhoods: an anchor class (the class of the next group, in
+            a seeded order of the epoch's groups, that still has groups
+            left) and the nearest classes of its list that still have groups
+            left this epoch; a batch's groups come in that order. A class that must appear in every
+            remaining batch to show its quota joins any batch ("forced");
+            when the list runs out, the batch is completed from the epoch's
+            remaining groups in a seeded order (`hard_batch_stats` counts
+            both, and the batches that needed no completion: "pure").
+            Quotas, coverage, rotation and every class's sequence of images
+            are exactly those of the plain plan: only which classes share a
+            batch changes. Replace the table between epochs with
+            `set_class_neighbors`. Not with `categories`.
+        categories: Fixed mode only: a mapping {label: category} (any
+            hashable categories) with a key for every label (other keys are
+            ignored). A share `hard_batch_fraction` of every epoch's batches
+            takes its classes from `categories_per_batch` categories (as
+            OML's `CategoryBalanceSampler`): the anchor's category and, for
+            more than one, categories drawn like anchors; each category's
+            classes are taken round-robin in a seeded order and a category
+            that runs short hands its share to the batch's next one. When
+            they all run short, the batch is completed as with
+            `class_neighbors`. Quotas stay those of the plain plan.
+        hard_batch_fraction: Fixed mode only: the share of every epoch's
+            batches dealt as neighbourhoods or categories, in [0, 1]
+            (round(fraction * global_batches), half up); the others are dealt
+            as without them, and all are put in a seeded order. 0 gives the
+            plain plan. It applies once a table is given (at construction or
+            by `set_class_neighbors`).
+        categories_per_batch: With `categories`: how many categories a batch
+            takes its classes from (default 1), at most P and at most the
+            number of categories.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -170,6 +220,12 @@ class BalancedBatchSampler:
     num_shards: int = attrs.field(default=1, kw_only=True, on_setattr=_FROZEN)
     shard_index: int = attrs.field(default=0, kw_only=True, on_setattr=_FROZEN)
     class_names: ClassNames | None = attrs.field(default=None, kw_only=True, on_setattr=_FROZEN)
+    class_neighbors: ClassNeighbors | None = attrs.field(
+        default=None, kw_only=True, on_setattr=_FROZEN
+    )
+    categories: Categories | None = attrs.field(default=None, kw_only=True, on_setattr=_FROZEN)
+    hard_batch_fraction: float = attrs.field(default=1.0, kw_only=True, on_setattr=_FROZEN)
+    categories_per_batch: int = attrs.field(default=1, kw_only=True, on_setattr=_FROZEN)
 
     _index: ClassIndex = attrs.field(init=False)
     _names: Mapping[int, str] | None = attrs.field(init=False, default=None)
@@ -184,7 +240,15 @@ class BalancedBatchSampler:
     # The iteration in progress: its number and (epoch, next batch), or None.
     _iteration: int = attrs.field(init=False, default=0)
     _position: tuple[int, int] | None = attrs.field(init=False, default=None)
-    _cache: tuple[int, int, list[I64]] | None = attrs.field(init=False, default=None)
+    # Neighbour tables by the first epoch they apply to, in increasing order.
+    _neighbor_schedule: list[tuple[int, NeighborTable | None]] = attrs.field(
+        init=False, factory=list
+    )
+    _category_table: CategoryTable | None = attrs.field(init=False, default=None)
+    # (seed, epoch, table digest) -> this shard's batches and hard-batch figures.
+    _cache: tuple[tuple[int, int, str], list[I64], HardBatchStats | None] | None = attrs.field(
+        init=False, default=None
+    )
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def __attrs_post_init__(self) -> None:
@@ -199,6 +263,10 @@ class BalancedBatchSampler:
             num_shards=self.num_shards,
             shard_index=self.shard_index,
             exhaustive_priority=self.exhaustive_priority,
+            class_neighbors=self.class_neighbors,
+            categories=self.categories,
+            hard_batch_fraction=self.hard_batch_fraction,
+            categories_per_batch=self.categories_per_batch,
         )
         p, k = self.num_classes_per_batch, self.num_images_per_class
         index = ClassIndex.from_labels(self.labels)
@@ -242,6 +310,7 @@ class BalancedBatchSampler:
                 k=k,
             )
             self._schedule()
+            self._build_hard_tables()
         if len(self) == 0:
             raise ValueError(
                 f"An epoch has {self._global_batches} batch(es), fewer than "
@@ -260,6 +329,23 @@ class BalancedBatchSampler:
             seed=self.seed,
         )
         self._ranks = _fixed.base_ranks(self._index, shuffle=self.shuffle, seed=self.seed)
+
+    def _build_hard_tables(self) -> None:
+        """Checks `class_neighbors` / `categories` against the labels."""
+        values = self._index.label_values
+        table = None
+        if self.class_neighbors is not None:
+            table = NeighborTable.build(self.class_neighbors, values)
+        self._neighbor_schedule = [(0, table)]
+        if self.categories is not None:
+            categories = CategoryTable.build(self.categories, values)
+            if self.categories_per_batch > categories.num_categories:
+                raise ValueError(
+                    "`categories_per_batch` must be at most the number of categories of the "
+                    f"labels ({categories.num_categories}). Received: categories_per_batch="
+                    f"{self.categories_per_batch}"
+                )
+            self._category_table = categories
 
     # ------------------------------------------------------------------ checks
 
@@ -410,24 +496,74 @@ class BalancedBatchSampler:
 
         Raises:
             TypeError: If `epoch` is not an integer.
-            ValueError: If `epoch` is negative or not below 2**31.
+            ValueError: If `epoch` is negative or not below 2**31, or (with
+                neighbour tables replaced by `set_class_neighbors`) it is
+                before the epochs whose table the sampler still holds.
         """
-        epoch = _check_epoch("epoch", epoch)
+        return list(self._planned(_check_epoch("epoch", epoch))[0])
+
+    def hard_batch_stats(self, epoch: int = 0) -> HardBatchStats | None:
+        """Returns how this shard's batches of `epoch` were dealt (hard-class batches).
+
+        Args:
+            epoch: The epoch to plan and describe.
+
+        Returns:
+            A `HardBatchStats` (hard and pure batches, where their classes
+            came from, and which batches of `plan(epoch)` are hard), or None
+            when the epoch is dealt without neighbours or categories.
+        """
+        return self._planned(_check_epoch("epoch", epoch))[1]
+
+    def _planned(self, epoch: int) -> tuple[list[I64], HardBatchStats | None]:
+        hard = self._hard_dealing(epoch)
+        key = (self.seed, epoch, _hard_key(hard))
         with self._lock:
             cache = self._cache
-            if cache is not None and cache[0] == self.seed and cache[1] == epoch:
-                return list(cache[2])
-            batches = self._shard_batches(epoch)
-            self._cache = (self.seed, epoch, batches)
-        return list(batches)
+            if cache is not None and cache[0] == key:
+                return cache[1], cache[2]
+            batches, stats = self._shard_batches(epoch, hard)
+            self._cache = (key, batches, stats)
+        return batches, stats
 
-    def _shard_batches(self, epoch: int) -> list[I64]:
+    def _hard_dealing(self, epoch: int) -> HardDealing | None:
+        """The hard-class dealing of `epoch`, or None for the plain one."""
+        if not self.safe_triplet:
+            return None
+        source: NeighborTable | CategoryTable | None = self._category_table
+        if source is None:
+            source = self._neighbors_of(epoch)
+        if source is None:
+            return None
+        return HardDealing(source, float(self.hard_batch_fraction), self.categories_per_batch)
+
+    def _neighbors_of(self, epoch: int) -> NeighborTable | None:
+        """The neighbour table in force for `epoch`."""
+        schedule = self._neighbor_schedule
+        if not schedule:
+            return None
+        if epoch < schedule[0][0]:
+            raise ValueError(
+                f"Epoch {epoch} was planned with a neighbour table that has since been "
+                f"replaced (`set_class_neighbors`); the sampler keeps the tables of epochs >= "
+                f"{schedule[0][0]} only. Received: epoch={epoch}"
+            )
+        table = schedule[0][1]
+        for first, later in schedule[1:]:
+            if first > epoch:
+                break
+            table = later
+        return table
+
+    def _shard_batches(
+        self, epoch: int, hard: HardDealing | None = None
+    ) -> tuple[list[I64], HardBatchStats | None]:
         p, k = self.num_classes_per_batch, self.num_images_per_class
         keep = np.arange(self.shard_index, len(self) * self.num_shards, self.num_shards)
         if self.safe_triplet:
             assert self._quotas is not None
             assert self._ranks is not None
-            table = _fixed.plan_epoch(
+            table, dealt = _fixed.plan_epoch(
                 self._index,
                 self._quotas,
                 self._ranks,
@@ -437,17 +573,21 @@ class BalancedBatchSampler:
                 shuffle=self.shuffle,
                 seed=self.seed,
                 epoch=epoch,
+                hard=hard,
             )
             table = table[keep] if self.num_shards > 1 else table
             table.flags.writeable = False
-            return list(table)
+            stats = None
+            if hard is not None:
+                stats = _hard_stats(dealt, keep)
+            return list(table), stats
         assert self._layout is not None
         order, sizes = _exhaustive.plan_epoch(
             self._index, self._layout, shuffle=self.shuffle, seed=self.seed, epoch=epoch
         )
         order.flags.writeable = False
         ends = np.cumsum(sizes)
-        return [order[ends[g] - sizes[g] : ends[g]] for g in keep.tolist()]
+        return [order[ends[g] - sizes[g] : ends[g]] for g in keep.tolist()], None
 
     def stats(self, epoch: int = 0) -> PlanStats:
         """Returns the quality figures of this shard's plan for `epoch`.
@@ -462,6 +602,85 @@ class BalancedBatchSampler:
             self.plan(epoch), self.labels, self.num_classes_per_batch, self.num_images_per_class
         )
 
+    # ----------------------------------------------------- hard-class batches
+
+    def set_class_neighbors(self, class_neighbors: ClassNeighbors | None) -> int:
+        """Replaces the neighbour table from the next epoch on (never mid-epoch).
+
+        The table applies from the epoch of the next batch if that batch
+        starts an epoch and no iteration is in progress (e.g. between
+        epochs, or before training), otherwise from the epoch after the one
+        being played. Epochs before keep the table they were planned with;
+        the sampler forgets tables no epoch from the current one on uses.
+
+        This is what a callback that recomputes the neighbours (e.g. every
+        few epochs, from class centroids of the model's embeddings) calls
+        at the end of an epoch. To resume after a restart, save the table
+        that `class_neighbors_for()` returns with the `state_dict()` (which
+        identifies that table in its fingerprint) and give it back before
+        (or at) `load_state_dict`: as `class_neighbors` at construction, or
+        by this method on the new sampler before loading the state.
+
+        Args:
+            class_neighbors: The new table (as `class_neighbors` at
+                construction), or None to deal the following epochs without
+                neighbours.
+
+        Returns:
+            The first epoch that uses the new table.
+
+        Raises:
+            ValueError: In exhaustive mode or with `categories`, or if the
+                table does not match the labels (see `class_neighbors`).
+            TypeError: If the table has the wrong type.
+        """
+        if not self.safe_triplet:
+            raise ValueError(
+                "`set_class_neighbors` only applies when safe_triplet=True (see "
+                "`class_neighbors`); this sampler was built with safe_triplet=False."
+            )
+        if self._category_table is not None:
+            raise ValueError(
+                "`set_class_neighbors` cannot be used with `categories`: a sampler deals hard "
+                "batches either by categories or by neighbours."
+            )
+        table = None
+        if class_neighbors is not None:
+            table = NeighborTable.build(class_neighbors, self._index.label_values)
+        if self._position is not None:
+            first = self._position[0] + 1
+        else:
+            epoch, batch = self._next_epoch, self._resume_batch
+            first = epoch if batch == 0 else epoch + 1
+        schedule = [entry for entry in self._neighbor_schedule if entry[0] < first]
+        schedule.append((first, table))
+        # Forget the tables no epoch from the current one on uses.
+        current = self._where()[0]
+        while len(schedule) > 1 and schedule[1][0] <= current:
+            schedule.pop(0)
+        self._neighbor_schedule = schedule
+        return first
+
+    def class_neighbors_for(
+        self, epoch: int | None = None
+    ) -> (
+        np.ndarray[Any, np.dtype[np.int64]] | dict[int, np.ndarray[Any, np.dtype[np.int64]]] | None
+    ):
+        """Returns the neighbour table in force for `epoch`, in labels.
+
+        Args:
+            epoch: An epoch; default: the epoch of the next batch (the one
+                `state_dict()` names).
+
+        Returns:
+            An int64 array (C, M) of labels (as `class_neighbors` takes it),
+            a dict {label: int64 array of labels} when the lists differ in
+            length, or None when the epoch is dealt without neighbours.
+        """
+        epoch = self._where()[0] if epoch is None else _check_epoch("epoch", epoch)
+        table = self._neighbors_of(epoch) if self.safe_triplet else None
+        return None if table is None else table.as_labels()
+
     # --------------------------------------------------------------- iteration
 
     def set_epoch(self, epoch: int) -> None:
@@ -472,8 +691,14 @@ class BalancedBatchSampler:
 
         Args:
             epoch: A non-negative epoch number.
+
+        Raises:
+            ValueError: If `epoch` is negative or (after `set_class_neighbors`)
+                uses a neighbour table the sampler no longer keeps.
         """
         epoch = _check_epoch("epoch", epoch)
+        if self.safe_triplet:
+            self._neighbors_of(epoch)  # raises if its table was replaced and forgotten
         self._detach()
         self._next_epoch, self._resume_batch = epoch, 0
 
@@ -547,10 +772,18 @@ class BalancedBatchSampler:
         into a sampler built with the same labels and settings (see
         `load_state_dict`) continues with exactly the batches this one would
         have yielded, without replaying earlier ones. "fingerprint" is a
-        plain dict of strings describing the labels and settings.
+        plain dict of strings describing the labels and settings, including
+        the neighbour table in force for the state's epoch ("class_neighbors":
+        its shape and a hash; save the table itself, from
+        `class_neighbors_for()`, with the state).
         """
         epoch, batch = self._where()
-        return {"seed": self.seed, "epoch": epoch, "next_batch": batch, **self._fingerprint()}
+        return {
+            "seed": self.seed,
+            "epoch": epoch,
+            "next_batch": batch,
+            "fingerprint": self._fingerprint(epoch),
+        }
 
     def _where(self) -> tuple[int, int]:
         """(epoch, next batch) of the iteration in progress, else of the next one."""
@@ -562,27 +795,38 @@ class BalancedBatchSampler:
             epoch, batch = epoch + 1, 0
         return epoch, batch
 
-    def _fingerprint(self) -> dict[str, dict[str, str]]:
+    def _fingerprint(self, epoch: int) -> dict[str, str]:
+        """The labels and settings, and the neighbour table in force for `epoch`."""
         labels = np.ascontiguousarray(self.labels)
         weights = self.class_weights
         if not isinstance(weights, (str, float, int)):
             items = sorted(dict(weights).items()) if isinstance(weights, Mapping) else weights
             weights = "sha256:" + hashlib.sha256(repr(list(items)).encode()).hexdigest()[:16]
+        neighbors = "None"
+        if self.safe_triplet and self._category_table is None:
+            first = self._neighbor_schedule[0][0]
+            if epoch < first:
+                neighbors = f"(not kept: tables before epoch {first} were replaced)"
+            else:
+                neighbors = _hard_key(self._hard_dealing(epoch))
+        categories = "None" if self._category_table is None else self._category_table.digest
         return {
-            "fingerprint": {
-                "labels": f"{len(labels)} labels, sha256:"
-                + hashlib.sha256(labels.tobytes()).hexdigest()[:16],
-                "num_classes_per_batch": str(self.num_classes_per_batch),
-                "num_images_per_class": str(self.num_images_per_class),
-                "safe_triplet": str(self.safe_triplet),
-                "samples_per_epoch": str(self.samples_per_epoch),
-                "class_weights": str(weights),
-                "small_classes": self.small_classes,
-                "exhaustive_priority": self.exhaustive_priority,
-                "shuffle": str(self.shuffle),
-                "num_shards": str(self.num_shards),
-                "shard_index": str(self.shard_index),
-            }
+            "labels": f"{len(labels)} labels, sha256:"
+            + hashlib.sha256(labels.tobytes()).hexdigest()[:16],
+            "num_classes_per_batch": str(self.num_classes_per_batch),
+            "num_images_per_class": str(self.num_images_per_class),
+            "safe_triplet": str(self.safe_triplet),
+            "samples_per_epoch": str(self.samples_per_epoch),
+            "class_weights": str(weights),
+            "small_classes": self.small_classes,
+            "exhaustive_priority": self.exhaustive_priority,
+            "shuffle": str(self.shuffle),
+            "num_shards": str(self.num_shards),
+            "shard_index": str(self.shard_index),
+            "class_neighbors": neighbors,
+            "categories": categories,
+            "hard_batch_fraction": str(float(self.hard_batch_fraction)),
+            "categories_per_batch": str(self.categories_per_batch),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -611,27 +855,36 @@ class BalancedBatchSampler:
         seed = check_int("state['seed']", state["seed"], minimum=0)
         epoch = _check_epoch("state['epoch']", state["epoch"])
         batch = check_int("state['next_batch']", state["next_batch"], minimum=0)
+        if batch >= len(self):
+            epoch, batch = epoch + 1, 0
         saved = state.get("fingerprint")
         if saved is not None:
-            ours = self._fingerprint()["fingerprint"]
             if not isinstance(saved, Mapping):
                 raise ValueError(
                     "`state['fingerprint']` must be the dict that state_dict() returns. "
                     f"Received: {saved!r}"
                 )
+            ours = self._fingerprint(epoch)
             differ = [
-                f"{name}: saved {saved.get(name)!r}, this sampler {value!r}"
+                f"{name}: saved {saved.get(name, FINGERPRINT_DEFAULTS.get(name))!r}, "
+                f"this sampler {value!r}"
                 for name, value in ours.items()
-                if saved.get(name) != value
+                if saved.get(name, FINGERPRINT_DEFAULTS.get(name)) != value
             ]
             if differ:
+                hint = ""
+                if any(line.startswith("class_neighbors:") for line in differ):
+                    hint = (
+                        ". The neighbour table differs: give this sampler the table in force "
+                        "when the state was saved (`class_neighbors_for()` then), as "
+                        "`class_neighbors` or with `set_class_neighbors` before loading"
+                    )
                 raise ValueError(
                     "This state was saved by a sampler built with other labels or settings, "
                     "so its batches would not continue the saved run. Differences: "
                     + "; ".join(differ)
+                    + hint
                 )
-        if batch >= len(self):
-            epoch, batch = epoch + 1, 0
         self._detach()
         if seed != self.seed:
             object.__setattr__(self, "seed", seed)
@@ -674,6 +927,31 @@ class BalancedBatchSampler:
             f"batches_per_epoch={len(self) if built else '(not built)'}, seed={self.seed}, "
             f"shard={self.shard_index}/{self.num_shards})"
         )
+
+
+def _hard_key(hard: HardDealing | None) -> str:
+    """What identifies a hard-class dealing in the plan cache and the fingerprint."""
+    return "None" if hard is None else hard.source.digest
+
+
+def _hard_stats(dealt: Dealt | None, keep: I64) -> HardBatchStats:
+    """The `HardBatchStats` of a shard's batches (`dealt` None: no hard batch)."""
+    if dealt is None:
+        none = np.zeros(len(keep), dtype=np.int64)
+        return HardBatchStats(
+            is_hard=none.astype(bool),
+            is_pure=none.astype(bool),
+            listed=none,
+            forced=none.copy(),
+            filled=none.copy(),
+        )
+    return HardBatchStats(
+        is_hard=dealt.hard[keep],
+        is_pure=dealt.pure[keep],
+        listed=dealt.listed[keep],
+        forced=dealt.forced[keep],
+        filled=dealt.filled[keep],
+    )
 
 
 def _check_epoch(name: str, epoch: object) -> int:

@@ -70,6 +70,97 @@ class PlanStats:
         return "\n".join(rows)
 
 
+@attrs.frozen(eq=False)
+class HardBatchStats:
+    """How one epoch's hard-class batches were dealt (one shard's batches).
+
+    A hard batch is an anchor class and P - 1 others: from the anchor's
+    neighbour list (`class_neighbors`) or from the batch's categories
+    (`categories`), except classes the quotas force into every remaining
+    batch (a class whose groups left equal the batches left: no dealing that
+    keeps the quotas can leave it out) and, when the list or the categories
+    run out, classes completed from the epoch's remaining groups. A hard
+    batch is pure when nothing was completed that way.
+
+    Every attribute is an array with one entry per batch of `plan(epoch)`;
+    the properties sum them.
+
+    Attributes:
+        is_hard: bool: the batch was dealt as a neighbourhood or by category.
+        is_pure: bool: a pure hard batch.
+        listed: int: slots (the anchor's excluded) whose class came from the
+            anchor's neighbour list or the batch's categories.
+        forced: int: slots taken by forced classes.
+        filled: int: slots completed from the remaining groups.
+    """
+
+    is_hard: npt.NDArray[np.bool_]
+    is_pure: npt.NDArray[np.bool_]
+    listed: npt.NDArray[np.int64]
+    forced: npt.NDArray[np.int64]
+    filled: npt.NDArray[np.int64]
+
+    def __attrs_post_init__(self) -> None:
+        for field in attrs.fields(type(self)):
+            getattr(self, field.name).flags.writeable = False
+
+    @property
+    def num_batches(self) -> int:
+        """Batches of the shard's plan."""
+        return len(self.is_hard)
+
+    @property
+    def hard_batches(self) -> int:
+        """Hard batches."""
+        return int(self.is_hard.sum())
+
+    @property
+    def pure_batches(self) -> int:
+        """Pure hard batches."""
+        return int(self.is_pure.sum())
+
+    @property
+    def pure_fraction(self) -> float:
+        """Pure hard batches / hard batches (NaN without hard batches)."""
+        hard = self.hard_batches
+        return self.pure_batches / hard if hard else float("nan")
+
+    @property
+    def listed_slots(self) -> int:
+        """Slots of hard batches filled from the anchors' lists or the batches' categories."""
+        return int(self.listed.sum())
+
+    @property
+    def forced_slots(self) -> int:
+        """Slots of hard batches taken by forced classes."""
+        return int(self.forced.sum())
+
+    @property
+    def filled_slots(self) -> int:
+        """Slots of hard batches completed from the remaining groups."""
+        return int(self.filled.sum())
+
+    def as_dict(self) -> dict[str, float]:
+        """Returns the summed figures as a plain dict."""
+        names = (
+            "num_batches",
+            "hard_batches",
+            "pure_batches",
+            "pure_fraction",
+            "listed_slots",
+            "forced_slots",
+            "filled_slots",
+        )
+        return {name: getattr(self, name) for name in names}
+
+    def __str__(self) -> str:
+        """Formats the summed figures as a two-column table."""
+        return "\n".join(
+            f"{name:<18} {value:>10.4f}" if isinstance(value, float) else f"{name:<18} {value:>10}"
+            for name, value in self.as_dict().items()
+        )
+
+
 def plan_stats(
     plan: Sequence[npt.ArrayLike],
     labels: npt.ArrayLike,

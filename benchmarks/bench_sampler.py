@@ -6,6 +6,7 @@ Commands (from the repository root):
     python benchmarks/bench_sampler.py --repeats 3 --sizes c    # 10M samples / 1M classes
     python benchmarks/bench_sampler.py --repeats 3 --peers      # + MPerClassSampler
     python benchmarks/bench_sampler.py --layout                 # exhaustive layouts only
+    python benchmarks/bench_sampler.py --neighbors --repeats 9  # hard-class batches
 
 Long-tailed labels: class c has a share proportional to 1 / (c + 1) (Zipf,
 exponent 1), every class at least one sample. Sizes: (a) 100,000 samples over
@@ -88,8 +89,8 @@ def ours(labels: np.ndarray, safe_triplet: bool, repeats: int) -> dict[str, floa
 
     construct = median_time(build, repeats)
     sampler = build()
-    plan = median_time(lambda i: sampler._shard_batches(100 + i), repeats)
-    memory = peak_bytes(lambda: build()._shard_batches(0))
+    plan = median_time(lambda i: sampler.plan(100 + i), repeats)
+    memory = peak_bytes(lambda: build().plan(0))
     stats = [sampler.stats(e) for e in range(3)]
     sizes = np.bincount(labels)
     ceiling = (
@@ -204,16 +205,91 @@ def layouts(sizes_arg: str) -> None:
         layout_rows(f"({size}) {n:,}/{c:,} P32", zipf_sizes(n, c), P, K)
 
 
+def class_table(num_classes: int, num_neighbors: int) -> np.ndarray:
+    """A neighbour table over synthetic class centroids (16 intrinsic dimensions in 128)."""
+    from balanced_sampler.neighbors import nearest_classes
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((num_classes, 16)).astype(np.float32)
+    centroids = z @ (rng.standard_normal((16, 128)).astype(np.float32) / 4)
+    centroids += 0.1 * rng.standard_normal((num_classes, 128)).astype(np.float32)
+    start = time.perf_counter()
+    table, _ = nearest_classes(centroids, num_neighbors)
+    print(f"# table: {num_classes:,} x {num_neighbors} in {time.perf_counter() - start:.1f} s")
+    return table
+
+
+def hard_batches(sizes_arg: str, repeats: int, num_neighbors: int) -> None:
+    """Planning time with hard-class batches against the plain fixed plan, alternating."""
+    print(
+        f"# python benchmarks/bench_sampler.py --neighbors --repeats {repeats} "
+        f"--sizes {sizes_arg} --num-neighbors {num_neighbors}"
+    )
+    print(
+        f"# P={P} K={K}, Zipf labels, fixed mode; plan times are medians of {repeats} runs "
+        "(a different epoch each), the ratio the median of each run's time over the plain "
+        "plan's in the same round"
+    )
+    print(
+        f"{'size':<4} {'dealing':<28} {'plan s':>7} {'ratio':>6} {'hard':>6} {'pure':>6} "
+        f"{'listed':>7} {'forced':>7} {'filled':>7}"
+    )
+    for size in sizes_arg:
+        n, c = SIZES[size]
+        labels = zipf_labels(n, c)
+        table = class_table(c, num_neighbors)
+        categories = {label: label % max(1, c // 100) for label in range(c)}
+        variants = {
+            "plain": {},
+            "neighbours, fraction 1.0": {"class_neighbors": table},
+            "neighbours, fraction 0.5": {"class_neighbors": table, "hard_batch_fraction": 0.5},
+            "categories (100 classes)": {"categories": categories},
+        }
+        samplers = {
+            name: BalancedBatchSampler(labels, P, K, safe_triplet=True, seed=1, **kwargs)
+            for name, kwargs in variants.items()
+        }
+        times: dict[str, list[float]] = {name: [] for name in samplers}
+        for i in range(repeats):
+            for name, sampler in samplers.items():
+                epoch = 100 + i
+                start = time.perf_counter()
+                sampler.plan(epoch)
+                times[name].append(time.perf_counter() - start)
+        for name, sampler in samplers.items():
+            ratios = [a / b for a, b in zip(times[name], times["plain"], strict=True)]
+            stats = sampler.hard_batch_stats(0)
+            figures = ""
+            if stats is not None:
+                slots = stats.hard_batches * (P - 1)
+                figures = (
+                    f"{stats.hard_batches:>6} {stats.pure_fraction:>6.3f} "
+                    f"{stats.listed_slots / slots:>7.3f} {stats.forced_slots / slots:>7.3f} "
+                    f"{stats.filled_slots / slots:>7.3f}"
+                )
+            print(
+                f"{size:<4} {name:<28} {statistics.median(times[name]):>7.3f} "
+                f"{statistics.median(ratios):>6.2f} {figures}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peers", action="store_true", help="also time MPerClassSampler")
     parser.add_argument("--sizes", default="ab", help="which sizes to run: any of a, b, c")
     parser.add_argument("--layout", action="store_true", help="exhaustive layouts only")
+    parser.add_argument(
+        "--neighbors", action="store_true", help="hard-class batches against plain fixed plans"
+    )
+    parser.add_argument("--num-neighbors", type=int, default=2 * P)
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     if args.layout:
         layouts(args.sizes)
+        return
+    if args.neighbors:
+        hard_batches(args.sizes, args.repeats, args.num_neighbors)
         return
     print(
         f"# python benchmarks/bench_sampler.py --repeats {args.repeats}"
