@@ -28,7 +28,11 @@ from balanced_sampler.stats import HardBatchStats, PlanStats, plan_stats
 
 ClassWeights = str | float | Mapping[int, float] | Sequence[float]
 ClassNames = Sequence[str] | Mapping[int, str]
-ClassNeighbors = np.ndarray[Any, Any] | Sequence[Sequence[int]] | Mapping[int, Sequence[int]]
+ClassNeighbors = (
+    np.ndarray[Any, Any]
+    | Sequence[Sequence[int]]
+    | Mapping[int, Sequence[int] | np.ndarray[Any, Any]]
+)
 Categories = Mapping[int, Hashable]
 LabelTable = I64 | dict[int, I64]
 
