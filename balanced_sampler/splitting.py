@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from balanced_sampler.checks import as_labels
 
-__all__ = ["split"]
+__all__ = ["check_validation_split", "split"]
 
 # Mixed into the seed so that a split and a sampler built from the same
 # seed draw from unrelated random streams.
@@ -30,7 +30,13 @@ IndexArray = NDArray[np.int64]
 LabelsLike = Sequence[int] | NDArray[np.integer[Any]]
 
 
-def _check_validation_split(validation_split: object) -> float:
+def check_validation_split(validation_split: object) -> float:
+    """Returns `validation_split` as a float, or raises if it is not in (0, 1).
+
+    Raises:
+        TypeError: If it is not a real number.
+        ValueError: If it is not strictly between 0 and 1.
+    """
     if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
         raise TypeError(
             "`validation_split` must be a float strictly between 0 and 1. "
@@ -261,7 +267,7 @@ def split(
         )
     if not isinstance(by, str) or by not in _BY:
         raise ValueError(f'`by` must be "samples" or "classes". Received: by={by!r}')
-    fraction = _check_validation_split(validation_split)
+    fraction = check_validation_split(validation_split)
     seed_int = _check_seed(seed)
     array = as_labels(labels)
 

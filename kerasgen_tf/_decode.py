@@ -22,7 +22,10 @@ Two differences on purpose, where Keras gives no pixels to compare with:
   and JPEGs in "rgba", and WebP files (decoded only in their own channel
   count) are decoded as they are and converted (`tf.image.rgb_to_grayscale`,
   an opaque alpha channel, ...). This fallback is built in only when a
-  file name has one of those extensions (see `needs_format_check`).
+  file name has one of those extensions (see `needs_format_check`);
+  `make_fallback_loader` gives it to any file whose format can need it
+  (e.g. a CMYK JPEG asked for in "grayscale", which libjpeg cannot convert:
+  it is decoded in RGB and converted).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import tensorflow as tf
 
 from kerasgen_tf._args import ImageOptions, check_image_options
 
-__all__ = ["load_images", "make_image_loader", "needs_format_check"]
+__all__ = ["load_images", "make_fallback_loader", "make_image_loader", "needs_format_check"]
 
 
 def _centre_crop(image: tf.Tensor, target_height: int, target_width: int) -> tf.Tensor:
@@ -104,6 +107,19 @@ def _needs_native_decode(raw: tf.Tensor, channels: int) -> tf.Tensor:
     return is_webp
 
 
+def _native_decode_may_help(raw: tf.Tensor, channels: int) -> tf.Tensor:
+    """Whether decoding in the file's own channel count may succeed where Keras' call fails.
+
+    `_needs_native_decode`'s formats, and JPEGs in grayscale: libjpeg cannot
+    convert a CMYK JPEG to one channel ("Unsupported color conversion
+    request"), but decodes it in RGB.
+    """
+    may_help = _needs_native_decode(raw, channels)
+    if channels == 1:
+        may_help |= _starts_with(raw, 0, b"\xff\xd8\xff")
+    return may_help
+
+
 def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     """Converts a uint8 image of 1 to 4 channels (gray, gray+alpha, RGB, RGBA)."""
 
@@ -167,29 +183,61 @@ def make_image_loader(
 
     Returns:
         A TensorFlow-traceable function `path -> float32 image` of static
-        shape `options.image_shape`, with values in 0..255.
+        shape `options.image_shape`, with values in 0..255. It raises
+        TensorFlow's error if the file cannot be read or decoded.
     """
-    height, width = options.image_size
     channels = options.num_channels
-    method = options.interpolation
-    channels_first = options.data_format == "channels_first"
-    shape = options.image_shape
 
     def load(path: tf.Tensor) -> tf.Tensor:
-        image = _decode(tf.io.read_file(path), channels, check_format)
-        if options.crop_to_aspect_ratio:
-            image = tf.image.resize(_centre_crop(image, height, width), (height, width), method)
-        elif options.pad_to_aspect_ratio:
-            image = tf.image.resize_with_pad(image, height, width, method=method)
-        else:
-            image = tf.image.resize(image, (height, width), method=method)
-        image = tf.cast(image, tf.float32)
-        if channels_first:
-            image = tf.transpose(image, (2, 0, 1))
-        image.set_shape(shape)
-        return image
+        return _resize(_decode(tf.io.read_file(path), channels, check_format), options)
 
     return load
+
+
+def make_fallback_loader(options: ImageOptions) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Returns a loader for files that `make_image_loader`'s loader failed on.
+
+    It decodes the file in its own channel count and converts it, as the
+    fallback of `_decode` does, but only for a format where that can help
+    (see `_native_decode_may_help`); for any other file it raises at once
+    (an assertion), without running a decoder that already failed.
+
+    Args:
+        options: The validated image options.
+
+    Returns:
+        A TensorFlow-traceable function `path -> float32 image`, as
+        `make_image_loader`'s.
+    """
+    channels = options.num_channels
+
+    def load(path: tf.Tensor) -> tf.Tensor:
+        raw = tf.io.read_file(path)
+        may_help = tf.debugging.Assert(_native_decode_may_help(raw, channels), [path])
+        with tf.control_dependencies([may_help]):
+            native = tf.io.decode_image(raw, channels=0, expand_animations=False)
+        image = _convert_channels(native, channels)
+        image.set_shape((None, None, channels))
+        return _resize(image, options)
+
+    return load
+
+
+def _resize(image: tf.Tensor, options: ImageOptions) -> tf.Tensor:
+    """Resizes (crops, pads) a decoded uint8 image as Keras does; float32, `data_format` order."""
+    height, width = options.image_size
+    method = options.interpolation
+    if options.crop_to_aspect_ratio:
+        image = tf.image.resize(_centre_crop(image, height, width), (height, width), method)
+    elif options.pad_to_aspect_ratio:
+        image = tf.image.resize_with_pad(image, height, width, method=method)
+    else:
+        image = tf.image.resize(image, (height, width), method=method)
+    image = tf.cast(image, tf.float32)
+    if options.data_format == "channels_first":
+        image = tf.transpose(image, (2, 0, 1))
+    image.set_shape(options.image_shape)
+    return image
 
 
 def load_images(

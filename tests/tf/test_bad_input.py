@@ -362,12 +362,12 @@ def test_arguments_checked_before_any_file_is_read(tmp_path, monkeypatch):
 
 
 def test_a_failing_sampler_is_reported_not_hidden(tmp_path):
-    """An error while planning (in the generator) is raised, not swallowed."""
-    from kerasgen_tf._args import check_image_options
-    from kerasgen_tf._bad_images import build_guarded_dataset
+    """An error while planning (in the generator) is raised after the earlier batches."""
+    from kerasgen_tf._pipeline import pipeline_of
+    from kerasgen_tf._plans import live_plans
 
-    paths = _tree(tmp_path, {"a": 2, "b": 2})
-    files = paths["a"] + paths["b"]
+    _tree(tmp_path, {"a": 2, "b": 2})
+    dataset = _make(tmp_path, safe_triplet=True)
 
     class BrokenSampler:
         batch_size = 4
@@ -380,18 +380,9 @@ def test_a_failing_sampler_is_reported_not_hidden(tmp_path):
             yield np.arange(4)
             raise RuntimeError("planning broke")
 
-    options = check_image_options(
-        color_mode="rgb",
-        image_size=SIZE,
-        interpolation="bilinear",
-        crop_to_aspect_ratio=False,
-        pad_to_aspect_ratio=False,
-        data_format="channels_last",
-    )
-    labels = np.array([0, 0, 1, 1])
-    dataset = build_guarded_dataset(BrokenSampler(), files, labels, options, "int", 2, "error", {})
-    iterator = iter(dataset)
+    iterator = iter(pipeline_of(dataset).build(live_plans(BrokenSampler())))
     images, _ = next(iterator)
     assert images.shape == (4, *SIZE, 3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="planning broke"):
+    # TensorFlow raises a Python exception of a generator as UnknownError.
+    with pytest.raises(tf.errors.UnknownError, match="planning broke"):
         next(iterator)
