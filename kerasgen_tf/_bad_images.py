@@ -1,11 +1,11 @@
 """What the user is told about image files that cannot be loaded.
 
 The decoding stage (`kerasgen_tf._batches`) finds bad files inside the
-graph and passes them along with each batch (`BadFiles`: index, reason,
-size, leading bytes, replaced or not). This module turns that into words
-and policy, in the process that trains, where Python runs; the same
-report stage follows the decode whether it ran locally, from a
-checkpointed iterator or on tf.data service workers:
+graph and passes them along with each batch (`BadFiles`: their indices,
+and whether another image took their place). This module turns that into
+words and policy, in the process that consumes the batches, where Python
+runs: the same report stage follows the decode whether it ran locally, from
+a checkpointed iterator or on tf.data service workers.
 
 - `on_bad_image="error"`: the first bad file stops iteration with a
   `tf.errors.InvalidArgumentError` whose message names the file, its index
@@ -16,8 +16,11 @@ checkpointed iterator or on tf.data service workers:
   `BadImageWarning` is issued per file. If no image of the class can be
   loaded, iteration stops as above, saying so.
 
-`find_bad_files` (for `verify_images=True`) decodes every file once before
-any sampler is built and describes the ones that fail in the same words.
+What is wrong with a file is read from the file itself (`describe_file`,
+through `tf.io.gfile`: its existence, size and first bytes), so it says the
+same whichever process decoded it. `find_bad_files` (for
+`verify_images=True`) decodes every file once before any sampler is built
+and describes the ones that fail in the same words.
 """
 
 from __future__ import annotations
@@ -29,21 +32,23 @@ from typing import Any
 
 import attrs
 import numpy as np
+import tensorflow as tf
 
 from kerasgen_tf._args import ImageOptions
-from kerasgen_tf._batches import (
-    EMPTY,
-    MISSING,
-    NOT_AN_IMAGE,
-    UNDECODABLE,
-    UNREADABLE,
-    BatchLoader,
-)
+from kerasgen_tf._batches import BatchLoader
 
-__all__ = ["BadFileReport", "BadImageWarning", "describe", "find_bad_files", "warn_dropped"]
+__all__ = [
+    "BadFileReport",
+    "BadImageWarning",
+    "describe_file",
+    "find_bad_files",
+    "warn_dropped",
+]
 
 # How many paths a warning quotes before "and N more".
 _MAX_EXAMPLES = 10
+# Leading bytes read to tell the format.
+_HEAD_BYTES = 16
 
 _FORMATS = (
     ("JPEG", 0, b"\xff\xd8\xff"),
@@ -63,31 +68,36 @@ class BadImageWarning(UserWarning):
     """
 
 
-def _image_format(head: bytes) -> str:
+def _image_format(head: bytes) -> str | None:
     for name, offset, magic in _FORMATS:
         if head[offset : offset + len(magic)] == magic:
             return name
-    return "image"
+    return None
 
 
-def describe(reason: int, size: int, head: bytes) -> str:
-    """Says in words why a file cannot be loaded.
+def describe_file(path: str) -> str:
+    """Says why an image file cannot be loaded, from the file itself.
+
+    Called for files that failed to decode; any path `tf.io.gfile` reads.
 
     Args:
-        reason: A reason code of `kerasgen_tf._batches` (`MISSING`, ...).
-        size: The file's size in bytes.
-        head: Its leading bytes.
+        path: The file.
 
     Returns:
         A short reason, e.g. "the file is empty (0 bytes)".
     """
-    if reason == MISSING:
+    try:
+        size = tf.io.gfile.stat(path).length
+        with tf.io.gfile.GFile(path, "rb") as file:
+            head = file.read(_HEAD_BYTES)
+    except tf.errors.NotFoundError:
         return "the file does not exist (deleted or moved after the files were listed?)"
-    if reason == UNREADABLE:
-        return "the file cannot be read (no permission, or the storage failed)"
-    if reason == EMPTY:
+    except tf.errors.OpError as error:
+        return f"the file cannot be read ({error.message})"
+    if size == 0:
         return "the file is empty (0 bytes)"
-    if reason == NOT_AN_IMAGE:
+    kind = _image_format(head)
+    if kind is None:
         # No quotes: TensorFlow escapes them in the messages it raises.
         first = head[:8]
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in first)
@@ -95,12 +105,7 @@ def describe(reason: int, size: int, head: bytes) -> str:
             "the file is not an image in a supported format (JPEG, PNG, GIF, BMP, WebP); "
             f"its first bytes are {first.hex(' ')} ({text})"
         )
-    if reason == UNDECODABLE:
-        return (
-            f"the {_image_format(head)} data cannot be decoded: the file is truncated or "
-            f"corrupt ({size} bytes)"
-        )
-    return f"the file cannot be loaded (reason code {reason})"
+    return f"the {kind} data cannot be decoded: the file is truncated or corrupt ({size} bytes)"
 
 
 @attrs.define(eq=False)
@@ -120,39 +125,28 @@ class BadFileReport:
     """Filled with `{path: reason}` of the skipped files (`dataset.skipped_files`)."""
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
-    def __call__(self, index: Any, reason: Any, size: Any, head: Any, replaced: Any) -> str:
+    def __call__(self, index: Any, replaced: Any) -> str:
         """Records, warns, or returns the message of the error to raise ("" for none).
 
         Args:
-            index: `BadFiles.index` of a batch (an eager tensor), as the
-                following arguments.
-            reason: `BadFiles.reason`.
-            size: `BadFiles.size`.
-            head: `BadFiles.head`.
+            index: `BadFiles.index` of a batch (an eager tensor).
             replaced: `BadFiles.replaced`.
 
         Returns:
             The error message, or "" if iteration goes on.
         """
-        rows = zip(
-            index.numpy().tolist(),
-            reason.numpy().tolist(),
-            size.numpy().tolist(),
-            head.numpy().tolist(),
-            replaced.numpy().tolist(),
-            strict=True,
-        )
-        for i, code, nbytes, leading, was_replaced in rows:
+        rows = zip(index.numpy().tolist(), replaced.numpy().tolist(), strict=True)
+        for i, was_replaced in rows:
             path = self.file_paths[i]
-            why = describe(code, nbytes, leading)
             if self.on_bad_image == "error":
                 # No quotes around names: TensorFlow escapes them in the message it raises.
                 return (
-                    f"Cannot load image file {path} (dataset.file_paths[{i}]): {why}. Pass "
-                    "on_bad_image=skip to replace unreadable files by other images of their "
-                    "class, or verify_images=True to drop them before the first batch."
+                    f"Cannot load image file {path} (dataset.file_paths[{i}]): "
+                    f"{describe_file(path)}. Pass on_bad_image=skip to replace unreadable "
+                    "files by other images of their class, or verify_images=True to drop "
+                    "them before the first batch."
                 )
-            self._skip(path, why)
+            self._skip(path)
             if not was_replaced:
                 label = int(self.labels[i])
                 name = self.label_names.get(label, str(label))
@@ -163,17 +157,18 @@ class BadFileReport:
                 )
         return ""
 
-    def _skip(self, path: str, why: str) -> None:
+    def _skip(self, path: str) -> None:
         with self._lock:
-            first_time = path not in self.skipped
+            if path in self.skipped:
+                return
+            why = describe_file(path)
             self.skipped[path] = why
-        if first_time:
-            warnings.warn(
-                f"Skipped image file {path!r}: {why}. It is replaced in its batches by "
-                "another image of its class (all skipped files: `dataset.skipped_files`).",
-                BadImageWarning,
-                stacklevel=2,
-            )
+        warnings.warn(
+            f"Skipped image file {path!r}: {why}. It is replaced in its batches by "
+            "another image of its class (all skipped files: `dataset.skipped_files`).",
+            BadImageWarning,
+            stacklevel=2,
+        )
 
 
 def find_bad_files(
@@ -190,11 +185,8 @@ def find_bad_files(
         `{path: reason}` for every file that cannot be loaded, in the order
         of `file_paths`.
     """
-    loader = BatchLoader.create(file_paths, labels, image_options, "error")
-    return {
-        file_paths[i]: describe(reason, size, head)
-        for i, reason, size, head in loader.find_unloadable()
-    }
+    bad = BatchLoader.create(file_paths, labels, image_options, "error").find_unloadable()
+    return {file_paths[i]: describe_file(file_paths[i]) for i in bad.tolist()}
 
 
 def _examples(paths: Sequence[str]) -> str:

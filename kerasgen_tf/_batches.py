@@ -11,41 +11,40 @@ images, bad = load_images(indices)   # inside a tf.data map function
   `file_paths`).
 - `images`: float32 `(len(indices), *image_options.image_shape)`, the
   image of `indices[i]` at row `i`, pixel-identical to Keras.
-- `bad`: a `BadFiles` listing the files of this batch that could not be
-  loaded (empty for a healthy batch) and why. With `on_bad_image="skip"`
-  their rows hold another image of the same class (`bad.replaced`); with
-  "error" the rows are zeros and the trainer-side report stage raises.
+- `bad`: a `BadFiles` naming the files of this batch that could not be
+  loaded (empty for a healthy batch). With `on_bad_image="skip"` their
+  rows hold another image of the same class (`bad.replaced`); otherwise
+  zeros, and the trainer-side report stage raises.
 
 It never raises for a bad file and needs no Python: everything is a
 TensorFlow op, so the same stage runs in the local pipeline, in a
 checkpointed iterator and on tf.data service workers. A cache wraps it
 with the same signature: gather the rows it holds, call the wrapped
-`load_images` on the others, store them, merge (a skipped file's
-replacement is stored under the skipped index; `bad` is reported once,
-when the file is first met).
+`load_images` on the indices it lacks, store the rows they return, merge
+(a skipped file's replacement is stored under the skipped index, and
+`bad` reaches the report stage once, the first time).
 
 How a bad file is found without leaving the graph. TensorFlow cannot catch
-a decoding error inside a function, but a dataset can drop the element
-that raised (`ignore_errors`). So each batch is one tiny inner dataset,
-run to its single element inside the map function
+a decoding error inside a function, but a dataset drops the elements that
+raise (`ignore_errors`). So each batch is a small inner dataset, one
+element per image, run to its single output inside the map function
 (`get_single_element`, which keeps the outer pipeline a plain parallel
 map, checkpointable position by position):
 
 ```
-from_tensors(indices).map(decode the whole batch).ignore_errors()   # fast path
-  .concatenate(image by image: try, then diagnose)                   # only if that failed
-  .take(1).get_single_element()
+from_tensor_slices((slot, path)).map(read + decode + resize).ignore_errors()
+  .batch(n).get_single_element()     # (slots, images) of the files that loaded
 ```
 
-The fast path is the whole cost of a healthy batch (~0.1 ms of dataset
-bookkeeping per batch next to ~1-3 ms per decoded JPEG). Only a batch that
-failed is redone image by image; each image then tries, in order: Keras'
-decode; the fallback decode in the file's own channel count (only for
-formats where that can help, e.g. a CMYK JPEG in grayscale); a diagnosis
-from its bytes (empty, not an image, or undecodable: truncated or corrupt);
-whether it exists at all. With "skip", a bad file's row is then filled by
-the first image of the same class that loads, from a seeded order that
-prefers images not already in the batch.
+A healthy batch is this and nothing more (~0.1 ms of dataset bookkeeping
+per batch, next to ~1-3 ms per decoded JPEG). When a file fails, and only
+then, `repair` (a separate function, instantiated at its first use) tries
+the fallback decode in the file's own channel count (for formats where
+that can help, e.g. a CMYK JPEG asked for in grayscale, which libjpeg
+cannot convert), and with "skip" fills the row with the first image of the
+same class that loads, in a seeded order that prefers images not already
+in the batch. Why a file failed is said by the report stage, which reads
+its first bytes (`kerasgen_tf._bad_images.describe_file`).
 """
 
 from __future__ import annotations
@@ -60,35 +59,7 @@ import tensorflow as tf
 from kerasgen_tf._args import ImageOptions
 from kerasgen_tf._decode import make_fallback_loader, make_image_loader, needs_format_check
 
-__all__ = [
-    "EMPTY",
-    "MISSING",
-    "NOT_AN_IMAGE",
-    "OK",
-    "UNDECODABLE",
-    "UNREADABLE",
-    "BadFiles",
-    "BatchLoader",
-    "ClassMembers",
-    "LoadImages",
-    "no_bad_files",
-    "plain",
-]
-
-# Why a file cannot be loaded (`BadFiles.reason`).
-OK, MISSING, UNREADABLE, EMPTY, NOT_AN_IMAGE, UNDECODABLE = range(6)
-# Leading bytes kept for the message about a file that is not an image.
-HEAD_BYTES = 16
-# Images of one batch decoded concurrently inside `tf.map_fn`.
-PARALLEL_IMAGES = 16
-
-_SIGNATURES = (
-    (0, b"\xff\xd8\xff"),  # JPEG
-    (0, b"\x89PNG\r\n\x1a\n"),
-    (0, b"GIF8"),
-    (0, b"BM"),
-    (8, b"WEBP"),
-)
+__all__ = ["BadFiles", "BatchLoader", "ClassMembers", "LoadImages", "no_bad_files", "plain"]
 
 
 def plain(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,25 +77,13 @@ class BadFiles(NamedTuple):
 
     index: tf.Tensor
     """int64: the sample index (position in `file_paths`)."""
-    reason: tf.Tensor
-    """int32: `MISSING`, `UNREADABLE`, `EMPTY`, `NOT_AN_IMAGE` or `UNDECODABLE`."""
-    size: tf.Tensor
-    """int64: the file's size in bytes, -1 if it cannot be read."""
-    head: tf.Tensor
-    """string: its first `HEAD_BYTES` bytes ("" if it cannot be read)."""
     replaced: tf.Tensor
     """bool: whether another image of its class took its row ("skip")."""
 
 
 def no_bad_files() -> BadFiles:
     """An empty `BadFiles` (a healthy batch)."""
-    return BadFiles(
-        index=tf.zeros([0], tf.int64),
-        reason=tf.zeros([0], tf.int32),
-        size=tf.zeros([0], tf.int64),
-        head=tf.constant([], tf.string),
-        replaced=tf.zeros([0], tf.bool),
-    )
+    return BadFiles(index=tf.zeros([0], tf.int64), replaced=tf.zeros([0], tf.bool))
 
 
 LoadImages = Callable[[tf.Tensor], tuple[tf.Tensor, BadFiles]]
@@ -182,11 +141,12 @@ class BatchLoader:
     paths: tf.Tensor
     """string `[N]`: the files."""
     options: ImageOptions
-    on_bad_image: str
-    check_format: bool
-    """Whether the fast path checks formats TensorFlow cannot decode in the asked channels."""
     classes: ClassMembers | None
-    """The class tables, for "skip" only."""
+    """The class tables, with `on_bad_image="skip"` only (None: bad rows stay zeros)."""
+    load: Callable[[tf.Tensor], tf.Tensor]
+    """`path -> image` as Keras decodes it."""
+    load_natively: Callable[[tf.Tensor], tf.Tensor]
+    """`path -> image` decoded in the file's own channel count (`make_fallback_loader`)."""
 
     @classmethod
     def create(
@@ -202,149 +162,118 @@ class BatchLoader:
             file_paths: One path per sample.
             labels: One integer label per sample (replacements share it).
             options: How to decode and resize.
-            on_bad_image: "error" or "skip".
+            on_bad_image: "error" or "skip" (replace bad files by images of
+                their class).
 
         Returns:
             The `BatchLoader`.
         """
+        check_format = needs_format_check(file_paths, options.num_channels)
         return cls(
             paths=tf.constant(list(file_paths), tf.string),
             options=options,
-            on_bad_image=on_bad_image,
-            check_format=needs_format_check(file_paths, options.num_channels),
             classes=ClassMembers.from_labels(labels) if on_bad_image == "skip" else None,
+            load=make_image_loader(options, check_format),
+            load_natively=make_fallback_loader(options),
         )
 
     def __call__(self, indices: tf.Tensor) -> tuple[tf.Tensor, BadFiles]:
         """Decodes the batch `indices`; see `LoadImages`."""
-        fast = tf.data.Dataset.from_tensors(indices).map(plain(self._decode_batch))
         count = tf.size(indices, out_type=tf.int64)
-        slow = tf.data.Dataset.range(count).flat_map(
-            plain(lambda slot: self._image(indices, slot))
+        slots, images = self.decoded(tf.gather(self.paths, indices), self.load)
+
+        def repaired() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            # In a dataset of its own: its function is instantiated (optimised for
+            # the runtime) the first time a batch needs it, not when the pipeline starts.
+            batch = tf.data.Dataset.from_tensors((indices, slots, images))
+            result: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
+            result = batch.map(plain(self.repaired)).get_single_element()
+            return result
+
+        images, bad_index, replaced = tf.cond(
+            tf.equal(tf.size(slots, out_type=tf.int64), count),
+            lambda: (images, *no_bad_files()),
+            repaired,
         )
-        slow = slow.batch(count).map(plain(self._assemble))
-        images, bad = fast.ignore_errors().concatenate(slow).take(1).get_single_element()
         images.set_shape((None, *self.options.image_shape))
-        return images, bad
+        return images, BadFiles(bad_index, replaced)
 
-    # ------------------------------------------------------------------ fast
+    def decoded(
+        self, paths: tf.Tensor, load: Callable[[tf.Tensor], tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(slots, images)` of the `paths` that `load` can load (positions in `paths`)."""
+        count = tf.size(paths, out_type=tf.int64)
 
-    def _decode_batch(self, indices: tf.Tensor) -> tuple[tf.Tensor, BadFiles]:
-        load = make_image_loader(self.options, self.check_format)
-        images = tf.map_fn(
-            load,
-            tf.gather(self.paths, indices),
-            fn_output_signature=tf.TensorSpec(self.options.image_shape, tf.float32),
-            parallel_iterations=PARALLEL_IMAGES,
-        )
-        return images, no_bad_files()
+        def loaded(slot: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return slot, load(path)
 
-    # ------------------------------------------------------------------ slow
+        rows = tf.data.Dataset.from_tensor_slices((tf.range(count), paths)).map(plain(loaded))
+        return self._all_rows(rows.ignore_errors(), count)
 
-    def _zeros(self) -> tf.Tensor:
-        return tf.zeros(self.options.image_shape, tf.float32)
+    def _all_rows(self, rows: tf.data.Dataset, count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(slots, images)`: the (at most `count`) `(slot, image)` elements of `rows`, stacked."""
+        none = (tf.zeros([0], tf.int64), tf.zeros((0, *self.options.image_shape)))
+        batches = rows.batch(tf.maximum(count, 1)).concatenate(tf.data.Dataset.from_tensors(none))
+        stacked: tuple[tf.Tensor, tf.Tensor] = batches.take(1).get_single_element()
+        return stacked
 
-    def _attempts(self, path: tf.Tensor) -> tf.data.Dataset:
-        """One element `(image, reason, size, head)`: the image, or why there is none."""
-        load = make_image_loader(self.options, self.check_format)
-        fallback = make_fallback_loader(self.options)
-        zeros = self._zeros()
+    def repaired(
+        self, indices: tf.Tensor, slots: tf.Tensor, images: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The whole batch `indices`, from the `images` of `slots` and the files that failed.
 
-        def loaded(path: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            return load(path), tf.constant(OK), tf.constant(0, tf.int64), tf.constant(b"")
-
-        def loaded_natively(path: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            return fallback(path), tf.constant(OK), tf.constant(0, tf.int64), tf.constant(b"")
-
-        def diagnosed(path: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            raw = tf.io.read_file(path)
-            size = tf.cast(tf.strings.length(raw), tf.int64)
-            head = tf.strings.substr(raw, 0, HEAD_BYTES)
-            padded = tf.strings.join([head, b"\0" * HEAD_BYTES])  # substr needs the bytes
-            known = tf.reduce_any(
-                [
-                    tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
-                    for offset, magic in _SIGNATURES
-                ]
-            )
-            reason = tf.where(size == 0, EMPTY, tf.where(known, UNDECODABLE, NOT_AN_IMAGE))
-            return zeros, reason, size, head
-
-        def unreadable(path: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            # Glob characters escaped: the pattern matches this one path if it exists.
-            pattern = tf.strings.regex_replace(path, r"([*?\[\]\\])", r"\\\1")
-            exists = tf.size(tf.io.matching_files(pattern)) > 0
-            reason = tf.where(exists, UNREADABLE, MISSING)
-            return zeros, reason, tf.constant(-1, tf.int64), tf.constant(b"")
-
-        one = tf.data.Dataset.from_tensors(path)
-        unknown = (zeros, tf.constant(UNREADABLE), tf.constant(-1, tf.int64), tf.constant(b""))
-        tries = one.map(plain(loaded)).ignore_errors()
-        for attempt in (loaded_natively, diagnosed, unreadable):
-            tries = tries.concatenate(one.map(plain(attempt)).ignore_errors())
-        return tries.concatenate(tf.data.Dataset.from_tensors(unknown)).take(1)
-
-    def _image(self, indices: tf.Tensor, slot: tf.Tensor) -> tf.data.Dataset:
-        """One element `(index, image, reason, size, head, replaced)` for `indices[slot]`."""
-        index = indices[slot]
-        attempts = self._attempts(self.paths[index])
-        classes = self.classes
-        if classes is None:
-            return attempts.map(
-                plain(lambda *a: (index, *a, tf.constant(False))),
-            )
-        load = make_image_loader(self.options, self.check_format)
-
-        def replaced(
-            image: tf.Tensor, reason: tf.Tensor, size: tf.Tensor, head: tf.Tensor
-        ) -> tf.data.Dataset:
-            candidates = tf.cond(
-                tf.equal(reason, OK),
-                lambda: tf.zeros([0], tf.int64),
-                lambda: classes.candidates(index, indices, slot),
-            )
-            found = (
-                tf.data.Dataset.from_tensor_slices(candidates)
-                .map(plain(lambda i: load(self.paths[i])))
-                .ignore_errors()
-                .take(1)
-                .map(plain(lambda other: (index, other, reason, size, head, tf.constant(True))))
-            )
-            kept = tf.data.Dataset.from_tensors(
-                (index, image, reason, size, head, tf.constant(False))
-            )
-            return found.concatenate(kept).take(1)
-
-        return attempts.flat_map(plain(replaced))
-
-    def _assemble(self, *columns: tf.Tensor) -> tuple[tf.Tensor, BadFiles]:
-        index, images, reason, size, head, replaced = columns
-        bad = tf.not_equal(reason, OK)
-        files = BadFiles(
-            index=tf.boolean_mask(index, bad),
-            reason=tf.boolean_mask(reason, bad),
-            size=tf.boolean_mask(size, bad),
-            head=tf.boolean_mask(head, bad),
-            replaced=tf.boolean_mask(replaced, bad),
-        )
-        return images, files
-
-    # ----------------------------------------------------------- verification
-
-    def find_unloadable(self) -> list[tuple[int, int, int, bytes]]:
-        """Decodes every file once and diagnoses those that fail (for `verify_images`).
+        Args:
+            indices: The batch (sample indices).
+            slots: The positions in `indices` of the files that loaded.
+            images: Their images.
 
         Returns:
-            `(index, reason, size, head)` of every file that cannot be
-            loaded, by index.
+            `(images, bad indices, replaced)`: every row of the batch, and
+            the `BadFiles` columns of the files that no decode loaded.
+        """
+        count = tf.size(indices, out_type=tf.int64)
+        failed = _others(slots, count)
+        native_slots, native_images = self.decoded(
+            tf.gather(self.paths, tf.gather(indices, failed)), self.load_natively
+        )
+        slots = tf.concat([slots, tf.gather(failed, native_slots)], 0)
+        images = tf.concat([images, native_images], 0)
+        bad_slots = _others(slots, count)
+        replaced = tf.zeros_like(bad_slots, tf.bool)
+        if self.classes is not None:
+            other_slots, others = self._replacements(indices, bad_slots, self.classes)
+            slots = tf.concat([slots, other_slots], 0)
+            images = tf.concat([images, others], 0)
+            replaced = tf.reduce_any(tf.equal(bad_slots[:, None], other_slots[None, :]), 1)
+        batch = tf.scatter_nd(slots[:, None], images, (count, *self.options.image_shape))
+        return batch, tf.gather(indices, bad_slots), replaced
+
+    def _replacements(
+        self, indices: tf.Tensor, bad_slots: tf.Tensor, classes: ClassMembers
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(slots, images)`: for each bad slot, the first image of its class that loads."""
+
+        def replacement(slot: tf.Tensor) -> tf.data.Dataset:
+            candidates = classes.candidates(indices[slot], indices, slot)
+            found = tf.data.Dataset.from_tensor_slices(tf.gather(self.paths, candidates))
+            found = found.map(plain(self.load)).ignore_errors().take(1)
+            return found.map(plain(lambda image: (slot, image)))
+
+        found = tf.data.Dataset.from_tensor_slices(bad_slots).flat_map(plain(replacement))
+        return self._all_rows(found, tf.size(bad_slots, out_type=tf.int64))
+
+    def find_unloadable(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Decodes every file once, in parallel (for `verify_images`).
+
+        Returns:
+            The indices of the files that cannot be loaded, in order.
         """
         total = int(self.paths.shape[0])
-        load = make_image_loader(self.options, self.check_format)
 
         def decodes(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             # One pixel is returned: TensorFlow's optimiser drops a decode whose
             # output is unused (even behind a control dependency).
-            return i, load(self.paths[i])[0, 0, 0]
+            return i, self.load(self.paths[i])[0, 0, 0]
 
         positions = tf.data.Dataset.range(total).map(
             plain(decodes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
@@ -352,17 +281,19 @@ class BatchLoader:
         good = np.zeros(total, dtype=bool)
         for index, _ in positions.ignore_errors().batch(1024).as_numpy_iterator():
             good[index] = True
-        failed = np.flatnonzero(~good)
+        failed = np.flatnonzero(~good).astype(np.int64)
         if not failed.size:
-            return []
-        diagnoses = tf.data.Dataset.from_tensor_slices(failed.astype(np.int64)).map(
-            plain(lambda i: (i, self.paths[i]))
+            return failed
+        paths = tf.gather(self.paths, failed)
+        native = tf.data.Dataset.from_tensors(paths).map(
+            plain(lambda p: self.decoded(p, self.load_natively)[0])
         )
-        diagnoses = diagnoses.flat_map(
-            plain(lambda i, path: self._attempts(path).map(plain(lambda *a: (i, *a[1:]))))
-        )
-        return [
-            (int(i), int(reason), int(size), bytes(head))
-            for i, reason, size, head in diagnoses.as_numpy_iterator()
-            if reason != OK
-        ]
+        loaded_natively = native.get_single_element().numpy()
+        return np.delete(failed, loaded_natively)
+
+
+def _others(slots: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """The positions in `[0, count)` that are not in `slots`."""
+    size = tf.cast(count, tf.int32)
+    seen = tf.math.bincount(tf.cast(slots, tf.int32), minlength=size, maxlength=size)
+    return tf.where(tf.equal(seen, 0))[:, 0]

@@ -120,30 +120,26 @@ def _native_decode_may_help(raw: tf.Tensor, channels: int) -> tf.Tensor:
     return may_help
 
 
+# Where the R, G, B and A channels of an image of 1 to 4 channels (gray, gray
+# + alpha, RGB, RGBA) are, once an opaque alpha channel is appended to it.
+_RGBA_CHANNELS = ((0, 0, 0, 1), (0, 0, 0, 1), (0, 1, 2, 3), (0, 1, 2, 3))
+
+
 def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """Converts a uint8 image of 1 to 4 channels (gray, gray+alpha, RGB, RGBA)."""
+    """Converts a uint8 image of 1 to 4 channels (gray, gray+alpha, RGB, RGBA).
 
-    def gray(x: tf.Tensor) -> tf.Tensor:
-        return x[:, :, :1] if x.shape[-1] in (1, 2) else tf.image.rgb_to_grayscale(x[:, :, :3])
-
-    def rgb(x: tf.Tensor) -> tf.Tensor:
-        return tf.image.grayscale_to_rgb(x[:, :, :1]) if x.shape[-1] in (1, 2) else x[:, :, :3]
-
-    def alpha(x: tf.Tensor) -> tf.Tensor:
-        if x.shape[-1] in (2, 4):
-            return x[:, :, -1:]
-        return tf.fill(tf.shape(x[:, :, :1]), tf.constant(255, tf.uint8))
-
-    def convert(native: int) -> tf.Tensor:
-        x = tf.ensure_shape(image, (None, None, native))
-        if channels == 1:
-            return gray(x)
-        if channels == 3:
-            return rgb(x)
-        return tf.concat([rgb(x), alpha(x)], axis=-1)
-
-    branches = [lambda n=n: convert(n) for n in (1, 2, 3, 4)]
-    return tf.switch_case(tf.shape(image)[-1] - 1, branches)
+    Gray is copied to R, G and B; a missing alpha channel is opaque; RGB is
+    made gray by `tf.image.rgb_to_grayscale`, gray stays as it is.
+    """
+    native = tf.shape(image)[-1]
+    opaque = tf.fill(tf.shape(image[:, :, :1]), tf.constant(255, tf.uint8))
+    padded = tf.concat([image, opaque], axis=-1)
+    rgba = tf.gather(padded, tf.constant(_RGBA_CHANNELS)[native - 1], axis=-1)
+    if channels == 4:
+        return rgba
+    if channels == 3:
+        return rgba[:, :, :3]
+    return tf.where(native <= 2, rgba[:, :, :1], tf.image.rgb_to_grayscale(rgba[:, :, :3]))
 
 
 def _decode(raw: tf.Tensor, channels: int, check_format: bool) -> tf.Tensor:

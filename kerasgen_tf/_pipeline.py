@@ -113,7 +113,7 @@ class Pipeline:
         def finish(images: tf.Tensor, labels: tf.Tensor, bad: BadFiles) -> Any:
             message = tf.cond(
                 tf.size(bad.index) > 0,
-                lambda: tf.py_function(report, list(bad), Tout=tf.string),
+                lambda: tf.py_function(report, [bad.index, bad.replaced], Tout=tf.string),
                 lambda: tf.constant(""),
             )
             check = tf.debugging.Assert(tf.equal(message, ""), [message], summarize=1)

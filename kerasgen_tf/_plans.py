@@ -2,11 +2,12 @@
 
 Two sources feed the same decoding pipeline (`kerasgen_tf._pipeline`):
 
-- `live_plans(sampler)`: the sampler itself, through
-  `tf.data.Dataset.from_generator`. Every new iterator plays the sampler's
-  next epoch (`sampler.iter_arrays()`), as `model.fit` expects of a dataset
-  it iterates once per epoch. Python runs it, so it can be neither saved by
-  `tf.train.Checkpoint` nor sent to tf.data service workers.
+- `live_plans(sampler)`: the sampler itself. Every new iterator plays the
+  sampler's next epoch (`sampler.iter_arrays()`, one `tf.py_function` call
+  per iterator that hands over the epoch's whole plan), as `model.fit`
+  expects of a dataset it iterates once per epoch. Python runs it, so it
+  can be neither saved by `tf.train.Checkpoint` nor sent to tf.data
+  service workers.
 - `PlanTable`: a range of epochs materialised as constant tensors (the flat
   index vector and each batch's bounds). Every iterator plays the same
   batches; the dataset is pure TensorFlow (`from_tensor_slices` + `map`),
@@ -21,7 +22,6 @@ Both give the same batches for the same epoch: `sampler.plan(epoch)`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -39,8 +39,25 @@ def _batch_size(sampler: BalancedBatchSampler) -> int | None:
     return sampler.batch_size if sampler.safe_triplet else None
 
 
+def _padded(batches: list[np.ndarray[Any, Any]]) -> tuple[np.ndarray[Any, Any], ...]:
+    """The batches as one `[n, largest]` table (padded with zeros) and their sizes."""
+    sizes = np.fromiter((len(b) for b in batches), np.int64, len(batches))
+    table = np.zeros((len(batches), int(sizes.max())), np.int64)
+    rows = np.repeat(np.arange(len(batches)), sizes)
+    columns = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    table[rows, columns] = np.concatenate(batches)
+    return table, sizes
+
+
 def live_plans(sampler: BalancedBatchSampler, length: int | None = None) -> tf.data.Dataset:
     """The sampler's epochs, one per iterator (each pass is the next epoch).
+
+    Python runs once per iterator, when its first batch is asked for: it
+    claims the sampler's next epoch (`sampler.iter_arrays()`, so a resumed
+    sampler starts at its saved batch) and hands over the whole plan as one
+    tensor. No Python call is pending while batches are decoded, so an
+    iterator dropped mid-epoch (or alive when the program exits) never
+    waits for one.
 
     Args:
         sampler: The sampler to play.
@@ -52,14 +69,22 @@ def live_plans(sampler: BalancedBatchSampler, length: int | None = None) -> tf.d
         cardinality declared.
     """
     batches = len(sampler) if length is None else length
+    batch_size = _batch_size(sampler)
 
-    def epoch() -> Iterator[np.ndarray[Any, Any]]:
-        # Called by TensorFlow once per iterator, at its first batch.
-        return itertools.islice(sampler.iter_arrays(), batches)
+    def next_epoch(_: Any) -> tuple[np.ndarray[Any, Any], ...]:
+        return _padded(list(itertools.islice(sampler.iter_arrays(), batches)))
 
-    plans = tf.data.Dataset.from_generator(
-        epoch, output_signature=tf.TensorSpec((_batch_size(sampler),), tf.int64)
-    )
+    def plan(token: tf.Tensor) -> Any:
+        table, sizes = tf.py_function(next_epoch, [token], (tf.int64, tf.int64))
+        table.set_shape((None, batch_size))
+        if batch_size is not None:
+            return table  # Every batch is a full row.
+        sizes.set_shape((None,))
+        return table, sizes
+
+    plans = tf.data.Dataset.from_tensors(tf.constant(0)).map(plain(plan)).unbatch()
+    if batch_size is None:
+        plans = plans.map(plain(lambda row, size: row[:size]))
     return plans.apply(tf.data.experimental.assert_cardinality(batches))
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,25 @@ from kerasgen_tf._datasets import check_dataset_options, make_datasets
 from kerasgen_tf._gfile import scandir_for
 
 __all__ = ["balanced_image_dataset_from_directory"]
+
+
+@contextlib.contextmanager
+def _garbage_collector_paused() -> Iterator[None]:
+    """Pauses Python's cyclic garbage collector (if on) while the block runs.
+
+    Listing a folder tree allocates a few small objects per folder and
+    keeps them, which makes Python run a full collection that walks every
+    object of the process: with TensorFlow loaded, about 0.2 s of the 0.4 s
+    it takes to list 50,000 files in 10,000 folders. The listing makes no
+    reference cycles, so nothing is left for the collector to free.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def balanced_image_dataset_from_directory(
@@ -238,14 +259,15 @@ def balanced_image_dataset_from_directory(
     # `directory`, `labels` and `class_names` are checked by `index_directory`, before it
     # lists anything.
     index_files: Any = index_directory  # Its overloads cannot see the checks it makes.
-    file_paths, file_labels, found_names = index_files(
-        directory,
-        labels,
-        class_names=class_names,
-        formats=ALLOWED_FORMATS,
-        follow_links=follow,
-        scandir=scandir_for(directory),
-    )
+    with _garbage_collector_paused():
+        file_paths, file_labels, found_names = index_files(
+            directory,
+            labels,
+            class_names=class_names,
+            formats=ALLOWED_FORMATS,
+            follow_links=follow,
+            scandir=scandir_for(directory),
+        )
     if options.verbose:
         print(f"Found {len(file_paths)} files belonging to {len(found_names)} classes.")
     return make_datasets(file_paths, file_labels, found_names, options, mode)
