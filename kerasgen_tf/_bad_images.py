@@ -17,8 +17,9 @@ a checkpointed iterator or on tf.data service workers.
   loaded, iteration stops as above, saying so.
 
 What is wrong with a file is read from the file itself (`describe_file`,
-through `tf.io.gfile`: its existence, size and first bytes), so it says the
-same whichever process decoded it. `find_bad_files` (for
+through `tf.io.gfile`: its existence, size, first bytes, and for a format
+TensorFlow cannot decode in the asked channels whether it decodes in its
+own), so it says the same whichever process decoded it. `find_bad_files` (for
 `verify_images=True`) decodes every file once before any sampler is built
 and describes the ones that fail in the same words.
 """
@@ -36,6 +37,7 @@ import tensorflow as tf
 
 from kerasgen_tf._args import ImageOptions
 from kerasgen_tf._batches import BatchLoader
+from kerasgen_tf._decode import RISKY_FORMATS
 
 __all__ = [
     "BadFileReport",
@@ -75,37 +77,60 @@ def _image_format(head: bytes) -> str | None:
     return None
 
 
-def describe_file(path: str) -> str:
+def describe_file(path: str, num_channels: int) -> str:
     """Says why an image file cannot be loaded, from the file itself.
 
     Called for files that failed to decode; any path `tf.io.gfile` reads.
 
     Args:
         path: The file.
+        num_channels: The channels asked for (1, 3 or 4: the color mode).
 
     Returns:
         A short reason, e.g. "the file is empty (0 bytes)".
     """
     try:
-        size = tf.io.gfile.stat(path).length
         with tf.io.gfile.GFile(path, "rb") as file:
-            head = file.read(_HEAD_BYTES)
+            data = file.read()
     except tf.errors.NotFoundError:
         return "the file does not exist (deleted or moved after the files were listed?)"
     except tf.errors.OpError as error:
         return f"the file cannot be read ({error.message})"
-    if size == 0:
+    if not data:
         return "the file is empty (0 bytes)"
-    kind = _image_format(head)
+    kind = _image_format(data[:_HEAD_BYTES])
     if kind is None:
         # No quotes: TensorFlow escapes them in the messages it raises.
-        first = head[:8]
+        first = data[:8]
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in first)
         return (
             "the file is not an image in a supported format (JPEG, PNG, GIF, BMP, WebP); "
             f"its first bytes are {first.hex(' ')} ({text})"
         )
-    return f"the {kind} data cannot be decoded: the file is truncated or corrupt ({size} bytes)"
+    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[num_channels]
+    if kind == "JPEG" and num_channels == 1 and _decodes_natively(data):
+        return (
+            "it is a JPEG that TensorFlow (libjpeg) cannot convert to grayscale, most likely "
+            "a CMYK JPEG: load it with color_mode=rgb, or save it as an RGB or grayscale JPEG"
+        )
+    if kind in RISKY_FORMATS[num_channels] and _decodes_natively(data):
+        return (
+            f"it is a {kind} file, which TensorFlow decodes only in its own channels and not "
+            f"in color_mode={mode}; kerasgen converts such files when their name ends with "
+            f"the {kind} extension, which this one does not"
+        )
+    return (
+        f"the {kind} data cannot be decoded: the file is truncated or corrupt ({len(data)} bytes)"
+    )
+
+
+def _decodes_natively(data: bytes) -> bool:
+    """Whether TensorFlow decodes `data` in the image's own channel count."""
+    try:
+        tf.io.decode_image(data, channels=0, expand_animations=False)
+    except tf.errors.OpError:
+        return False
+    return True
 
 
 @attrs.define(eq=False)
@@ -117,6 +142,8 @@ class BadFileReport:
     """
 
     file_paths: Sequence[str]
+    num_channels: int
+    """The channels asked for (1, 3 or 4), for messages."""
     labels: np.ndarray[Any, Any]
     label_names: Mapping[int, str]
     """The class name of each label value, for messages."""
@@ -140,11 +167,11 @@ class BadFileReport:
             path = self.file_paths[i]
             if self.on_bad_image == "error":
                 # No quotes around names: TensorFlow escapes them in the message it raises.
+                why = describe_file(path, self.num_channels)
                 return (
-                    f"Cannot load image file {path} (dataset.file_paths[{i}]): "
-                    f"{describe_file(path)}. Pass on_bad_image=skip to replace unreadable "
-                    "files by other images of their class, or verify_images=True to drop "
-                    "them before the first batch."
+                    f"Cannot load image file {path} (dataset.file_paths[{i}]): {why}. Pass "
+                    "on_bad_image=skip to replace unreadable files by other images of their "
+                    "class, or verify_images=True to drop them before the first batch."
                 )
             self._skip(path)
             if not was_replaced:
@@ -161,7 +188,7 @@ class BadFileReport:
         with self._lock:
             if path in self.skipped:
                 return
-            why = describe_file(path)
+            why = describe_file(path, self.num_channels)
             self.skipped[path] = why
         warnings.warn(
             f"Skipped image file {path!r}: {why}. It is replaced in its batches by "
@@ -186,7 +213,8 @@ def find_bad_files(
         of `file_paths`.
     """
     bad = BatchLoader.create(file_paths, labels, image_options, "error").find_unloadable()
-    return {file_paths[i]: describe_file(file_paths[i]) for i in bad.tolist()}
+    channels = image_options.num_channels
+    return {file_paths[i]: describe_file(file_paths[i], channels) for i in bad.tolist()}
 
 
 def _examples(paths: Sequence[str]) -> str:

@@ -38,13 +38,13 @@ from_tensor_slices((slot, path)).map(read + decode + resize).ignore_errors()
 
 A healthy batch is this and nothing more (~0.1 ms of dataset bookkeeping
 per batch, next to ~1-3 ms per decoded JPEG). When a file fails, and only
-then, `repair` (a separate function, instantiated at its first use) tries
-the fallback decode in the file's own channel count (for formats where
-that can help, e.g. a CMYK JPEG asked for in grayscale, which libjpeg
-cannot convert), and with "skip" fills the row with the first image of the
-same class that loads, in a seeded order that prefers images not already
-in the batch. Why a file failed is said by the report stage, which reads
-its first bytes (`kerasgen_tf._bad_images.describe_file`).
+then, its row is filled: zeros (the report stage raises), or with "skip"
+the first image of the same class that loads, in a seeded order that
+prefers images not already in the batch. Every op here is traced and
+optimised when the pipeline starts, so the guard is kept to a few dozen
+ops (the first batch comes within 1.5x of a bare tf.data pipeline's). Why
+a file failed is said by the report stage, which reads the file
+(`kerasgen_tf._bad_images.describe_file`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasgen_tf._args import ImageOptions
-from kerasgen_tf._decode import make_fallback_loader, make_image_loader, needs_format_check
+from kerasgen_tf._decode import make_image_loader, needs_format_check
 
 __all__ = ["BadFiles", "BatchLoader", "ClassMembers", "LoadImages", "no_bad_files", "plain"]
 
@@ -144,9 +144,7 @@ class BatchLoader:
     classes: ClassMembers | None
     """The class tables, with `on_bad_image="skip"` only (None: bad rows stay zeros)."""
     load: Callable[[tf.Tensor], tf.Tensor]
-    """`path -> image` as Keras decodes it."""
-    load_natively: Callable[[tf.Tensor], tf.Tensor]
-    """`path -> image` decoded in the file's own channel count (`make_fallback_loader`)."""
+    """`path -> image` as Keras decodes it (`make_image_loader`)."""
 
     @classmethod
     def create(
@@ -174,53 +172,46 @@ class BatchLoader:
             options=options,
             classes=ClassMembers.from_labels(labels) if on_bad_image == "skip" else None,
             load=make_image_loader(options, check_format),
-            load_natively=make_fallback_loader(options),
         )
 
     def __call__(self, indices: tf.Tensor) -> tuple[tf.Tensor, BadFiles]:
         """Decodes the batch `indices`; see `LoadImages`."""
         count = tf.size(indices, out_type=tf.int64)
-        slots, images = self.decoded(tf.gather(self.paths, indices), self.load)
-
-        def repaired() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            # In a dataset of its own: its function is instantiated (optimised for
-            # the runtime) the first time a batch needs it, not when the pipeline starts.
-            batch = tf.data.Dataset.from_tensors((indices, slots, images))
-            result: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
-            result = batch.map(plain(self.repaired)).get_single_element()
-            return result
-
+        slots, images = self.decoded(tf.gather(self.paths, indices))
+        if self.classes is None:
+            # "error": a batch with a bad file ends iteration, its rows are never used.
+            loaded = tf.gather(indices, slots)
+            bad_index = tf.sets.difference(indices[None, :], loaded[None, :]).values
+            return images, BadFiles(bad_index, tf.zeros_like(bad_index, tf.bool))
         images, bad_index, replaced = tf.cond(
             tf.equal(tf.size(slots, out_type=tf.int64), count),
             lambda: (images, *no_bad_files()),
-            repaired,
+            lambda: self.completed(indices, slots, images),
         )
         images.set_shape((None, *self.options.image_shape))
         return images, BadFiles(bad_index, replaced)
 
-    def decoded(
-        self, paths: tf.Tensor, load: Callable[[tf.Tensor], tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """`(slots, images)` of the `paths` that `load` can load (positions in `paths`)."""
+    def decoded(self, paths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(slots, images)` of the `paths` that load (slots: positions in `paths`)."""
         count = tf.size(paths, out_type=tf.int64)
 
         def loaded(slot: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return slot, load(path)
+            return slot, self.load(path)
 
         rows = tf.data.Dataset.from_tensor_slices((tf.range(count), paths)).map(plain(loaded))
-        return self._all_rows(rows.ignore_errors(), count)
+        return self._stacked(rows.ignore_errors(), count)
 
-    def _all_rows(self, rows: tf.data.Dataset, count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """`(slots, images)`: the (at most `count`) `(slot, image)` elements of `rows`, stacked."""
+    def _stacked(self, rows: tf.data.Dataset, count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(slots, images)`: the (at most `count`) `(slot, image)` elements of `rows`."""
         none = (tf.zeros([0], tf.int64), tf.zeros((0, *self.options.image_shape)))
         batches = rows.batch(tf.maximum(count, 1)).concatenate(tf.data.Dataset.from_tensors(none))
         stacked: tuple[tf.Tensor, tf.Tensor] = batches.take(1).get_single_element()
         return stacked
 
-    def repaired(
+    def completed(
         self, indices: tf.Tensor, slots: tf.Tensor, images: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """The whole batch `indices`, from the `images` of `slots` and the files that failed.
+        """The whole batch `indices`, from the `images` of the `slots` that loaded.
 
         Args:
             indices: The batch (sample indices).
@@ -228,16 +219,11 @@ class BatchLoader:
             images: Their images.
 
         Returns:
-            `(images, bad indices, replaced)`: every row of the batch, and
-            the `BadFiles` columns of the files that no decode loaded.
+            `(images, bad indices, replaced)`: every row of the batch (a bad
+            file's row holds a replacement with "skip", zeros otherwise) and
+            the `BadFiles` columns.
         """
         count = tf.size(indices, out_type=tf.int64)
-        failed = _others(slots, count)
-        native_slots, native_images = self.decoded(
-            tf.gather(self.paths, tf.gather(indices, failed)), self.load_natively
-        )
-        slots = tf.concat([slots, tf.gather(failed, native_slots)], 0)
-        images = tf.concat([images, native_images], 0)
         bad_slots = _others(slots, count)
         replaced = tf.zeros_like(bad_slots, tf.bool)
         if self.classes is not None:
@@ -260,7 +246,7 @@ class BatchLoader:
             return found.map(plain(lambda image: (slot, image)))
 
         found = tf.data.Dataset.from_tensor_slices(bad_slots).flat_map(plain(replacement))
-        return self._all_rows(found, tf.size(bad_slots, out_type=tf.int64))
+        return self._stacked(found, tf.size(bad_slots, out_type=tf.int64))
 
     def find_unloadable(self) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Decodes every file once, in parallel (for `verify_images`).
@@ -281,19 +267,10 @@ class BatchLoader:
         good = np.zeros(total, dtype=bool)
         for index, _ in positions.ignore_errors().batch(1024).as_numpy_iterator():
             good[index] = True
-        failed = np.flatnonzero(~good).astype(np.int64)
-        if not failed.size:
-            return failed
-        paths = tf.gather(self.paths, failed)
-        native = tf.data.Dataset.from_tensors(paths).map(
-            plain(lambda p: self.decoded(p, self.load_natively)[0])
-        )
-        loaded_natively = native.get_single_element().numpy()
-        return np.delete(failed, loaded_natively)
+        return np.flatnonzero(~good).astype(np.int64)
 
 
 def _others(slots: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
     """The positions in `[0, count)` that are not in `slots`."""
-    size = tf.cast(count, tf.int32)
-    seen = tf.math.bincount(tf.cast(slots, tf.int32), minlength=size, maxlength=size)
-    return tf.where(tf.equal(seen, 0))[:, 0]
+    present = tf.reduce_any(tf.equal(tf.range(count)[:, None], slots[None, :]), axis=1)
+    return tf.where(tf.logical_not(present))[:, 0]

@@ -201,7 +201,12 @@ def _one_dataset(
             f"{len(class_names)} classes) cannot be batched: {error}"
         ) from error
     report = BadFileReport(
-        file_paths, labels, label_names(labels, class_names), options.on_bad_image, skipped
+        file_paths,
+        options.image.num_channels,
+        labels,
+        label_names(labels, class_names),
+        options.on_bad_image,
+        skipped,
     )
     loader = BatchLoader.create(file_paths, labels, options.image, options.on_bad_image)
     pipeline = Pipeline.create(

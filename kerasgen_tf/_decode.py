@@ -22,10 +22,7 @@ Two differences on purpose, where Keras gives no pixels to compare with:
   and JPEGs in "rgba", and WebP files (decoded only in their own channel
   count) are decoded as they are and converted (`tf.image.rgb_to_grayscale`,
   an opaque alpha channel, ...). This fallback is built in only when a
-  file name has one of those extensions (see `needs_format_check`);
-  `make_fallback_loader` gives it to any file whose format can need it
-  (e.g. a CMYK JPEG asked for in "grayscale", which libjpeg cannot convert:
-  it is decoded in RGB and converted).
+  file name has one of those extensions (see `needs_format_check`).
 """
 
 from __future__ import annotations
@@ -39,7 +36,7 @@ import tensorflow as tf
 
 from kerasgen_tf._args import ImageOptions, check_image_options
 
-__all__ = ["load_images", "make_fallback_loader", "make_image_loader", "needs_format_check"]
+__all__ = ["RISKY_FORMATS", "load_images", "make_image_loader", "needs_format_check"]
 
 
 def _centre_crop(image: tf.Tensor, target_height: int, target_width: int) -> tf.Tensor:
@@ -61,11 +58,13 @@ def _centre_crop(image: tf.Tensor, target_height: int, target_width: int) -> tf.
     return image[top : top + crop_height, left : left + crop_width, :]
 
 
-# Extensions of the files that TensorFlow may fail to decode in a channel count.
+# The formats that TensorFlow 2.21 cannot decode in a channel count (its
+# decoders for WebP, GIF, BMP and JPEG), with their file extensions.
+RISKY_FORMATS = {1: ("WebP", "GIF", "BMP"), 3: ("WebP",), 4: ("WebP", "GIF", "JPEG")}
+_EXTENSIONS = {"WebP": (".webp",), "GIF": (".gif",), "BMP": (".bmp",), "JPEG": (".jpg", ".jpeg")}
 _RISKY_EXTENSIONS = {
-    1: (".webp", ".gif", ".bmp"),
-    3: (".webp",),
-    4: (".webp", ".gif", ".jpg", ".jpeg"),
+    channels: tuple(ext for kind in kinds for ext in _EXTENSIONS[kind])
+    for channels, kinds in RISKY_FORMATS.items()
 }
 
 
@@ -105,19 +104,6 @@ def _needs_native_decode(raw: tf.Tensor, channels: int) -> tf.Tensor:
     if channels == 4:
         return is_webp | _starts_with(raw, 0, b"GIF") | _starts_with(raw, 0, b"\xff\xd8\xff")
     return is_webp
-
-
-def _native_decode_may_help(raw: tf.Tensor, channels: int) -> tf.Tensor:
-    """Whether decoding in the file's own channel count may succeed where Keras' call fails.
-
-    `_needs_native_decode`'s formats, and JPEGs in grayscale: libjpeg cannot
-    convert a CMYK JPEG to one channel ("Unsupported color conversion
-    request"), but decodes it in RGB.
-    """
-    may_help = _needs_native_decode(raw, channels)
-    if channels == 1:
-        may_help |= _starts_with(raw, 0, b"\xff\xd8\xff")
-    return may_help
 
 
 # Where the R, G, B and A channels of an image of 1 to 4 channels (gray, gray
@@ -186,35 +172,6 @@ def make_image_loader(
 
     def load(path: tf.Tensor) -> tf.Tensor:
         return _resize(_decode(tf.io.read_file(path), channels, check_format), options)
-
-    return load
-
-
-def make_fallback_loader(options: ImageOptions) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Returns a loader for files that `make_image_loader`'s loader failed on.
-
-    It decodes the file in its own channel count and converts it, as the
-    fallback of `_decode` does, but only for a format where that can help
-    (see `_native_decode_may_help`); for any other file it raises at once
-    (an assertion), without running a decoder that already failed.
-
-    Args:
-        options: The validated image options.
-
-    Returns:
-        A TensorFlow-traceable function `path -> float32 image`, as
-        `make_image_loader`'s.
-    """
-    channels = options.num_channels
-
-    def load(path: tf.Tensor) -> tf.Tensor:
-        raw = tf.io.read_file(path)
-        may_help = tf.debugging.Assert(_native_decode_may_help(raw, channels), [path])
-        with tf.control_dependencies([may_help]):
-            native = tf.io.decode_image(raw, channels=0, expand_animations=False)
-        image = _convert_channels(native, channels)
-        image.set_shape((None, None, channels))
-        return _resize(image, options)
 
     return load
 

@@ -1,4 +1,10 @@
-"""Plan sources: datasets of planned batches, one 1-D int64 index vector per element.
+"""Plan sources: datasets of planned batches, one `(row, size)` per element.
+
+`row` is a 1-D int64 vector of sample indices padded with zeros (of static
+length P * K in fixed mode, where no batch is padded), `size` how many of
+them the batch holds: `row[:size]` is the batch. (Padded rows come out of
+`unbatch` / `from_tensor_slices` with no function to trace, where slicing
+batches out of a flat vector would need one per source.)
 
 Two sources feed the same decoding pipeline (`kerasgen_tf._pipeline`):
 
@@ -65,7 +71,7 @@ def live_plans(sampler: BalancedBatchSampler, length: int | None = None) -> tf.d
             `len(sampler)`.
 
     Returns:
-        A dataset of `length` int64 index vectors per iterator, with that
+        A dataset of `length` `(row, size)` per iterator, with that
         cardinality declared.
     """
     batches = len(sampler) if length is None else length
@@ -74,17 +80,13 @@ def live_plans(sampler: BalancedBatchSampler, length: int | None = None) -> tf.d
     def next_epoch(_: Any) -> tuple[np.ndarray[Any, Any], ...]:
         return _padded(list(itertools.islice(sampler.iter_arrays(), batches)))
 
-    def plan(token: tf.Tensor) -> Any:
+    def plan(token: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         table, sizes = tf.py_function(next_epoch, [token], (tf.int64, tf.int64))
         table.set_shape((None, batch_size))
-        if batch_size is not None:
-            return table  # Every batch is a full row.
         sizes.set_shape((None,))
         return table, sizes
 
     plans = tf.data.Dataset.from_tensors(tf.constant(0)).map(plain(plan)).unbatch()
-    if batch_size is None:
-        plans = plans.map(plain(lambda row, size: row[:size]))
     return plans.apply(tf.data.experimental.assert_cardinality(batches))
 
 
@@ -92,10 +94,10 @@ def live_plans(sampler: BalancedBatchSampler, length: int | None = None) -> tf.d
 class PlanTable:
     """Planned batches of a range of epochs, materialised (see the module doc)."""
 
-    indices: np.ndarray[Any, np.dtype[np.int64]]
-    """Every batch's sample indices, one after the other."""
-    ends: np.ndarray[Any, np.dtype[np.int64]]
-    """Where each batch ends in `indices`."""
+    rows: np.ndarray[Any, np.dtype[np.int64]]
+    """`[batches, largest batch]`: each batch's sample indices, padded with zeros."""
+    sizes: np.ndarray[Any, np.dtype[np.int64]]
+    """The size of each batch."""
     batch_size: int | None
     """The static batch dimension, None when batch sizes vary."""
 
@@ -123,27 +125,22 @@ class PlanTable:
             for epoch in range(first_epoch, first_epoch + num_epochs)
             for batch in sampler.plan(epoch)[:length]
         ]
-        sizes = np.fromiter((len(b) for b in batches), np.int64, len(batches))
-        return cls(
-            indices=np.concatenate(batches).astype(np.int64, copy=False),
-            ends=np.cumsum(sizes),
-            batch_size=_batch_size(sampler),
-        )
+        rows, sizes = _padded(batches)
+        return cls(rows=rows, sizes=sizes, batch_size=_batch_size(sampler))
 
     def __len__(self) -> int:
         """The number of batches."""
-        return len(self.ends)
+        return len(self.sizes)
 
     @property
     def nbytes(self) -> int:
-        """The memory the table holds (its constant tensors hold the same)."""
-        return int(self.indices.nbytes + 2 * self.ends.nbytes)
+        """The memory the table holds (its constant tensors hold the same).
+
+        8 bytes per sample in fixed mode; in exhaustive mode each batch takes
+        as much as the largest (usually P * K: the last batches are smaller).
+        """
+        return int(self.rows.nbytes + self.sizes.nbytes)
 
     def dataset(self) -> tf.data.Dataset:
-        """The batches as a dataset of int64 index vectors, the same for every iterator."""
-        flat = tf.constant(self.indices)
-        if self.batch_size is not None:
-            return tf.data.Dataset.from_tensor_slices(tf.reshape(flat, (-1, self.batch_size)))
-        starts = self.ends - np.diff(self.ends, prepend=0)
-        bounds = tf.data.Dataset.from_tensor_slices((starts, self.ends))
-        return bounds.map(plain(lambda start, end: flat[start:end]))
+        """The batches as a dataset of `(row, size)`, the same for every iterator."""
+        return tf.data.Dataset.from_tensor_slices((self.rows, self.sizes))
