@@ -59,9 +59,11 @@ def live_plans(sampler: BalancedBatchSampler, length: int | None = None) -> tf.d
     """The sampler's epochs, one per iterator (each pass is the next epoch).
 
     Python runs once per iterator, when its first batch is asked for: it
-    claims the sampler's next epoch (`sampler.iter_arrays()`, so a resumed
-    sampler starts at its saved batch) and hands over the whole plan as one
-    tensor. No Python call is pending while batches are decoded, so an
+    claims the sampler's next epoch (`sampler.iter_arrays()`) and hands over
+    the whole plan as one tensor. The dataset plays whole epochs (its
+    cardinality is declared): a sampler resumed mid-epoch with
+    `load_state_dict` raises, naming `checkpointable_dataset`, the way to
+    resume mid-epoch. No Python call is pending while batches are decoded, so an
     iterator dropped mid-epoch (or alive when the program exits) never
     waits for one.
 
@@ -77,11 +79,24 @@ def live_plans(sampler: BalancedBatchSampler, length: int | None = None) -> tf.d
     batches = len(sampler) if length is None else length
     batch_size = _batch_size(sampler)
 
-    def next_epoch(_: Any) -> tuple[np.ndarray[Any, Any], ...]:
-        return _padded(list(itertools.islice(sampler.iter_arrays(), batches)))
+    def next_epoch(_: Any) -> tuple[Any, ...]:
+        epoch = sampler.epoch
+        planned = list(itertools.islice(sampler.iter_arrays(), batches))
+        if len(planned) == batches:
+            return (*_padded(planned), "")
+        # No quotes: TensorFlow escapes them in the message it raises.
+        message = (
+            f"The sampler plays {len(planned)} batches of epoch {epoch} where the dataset has "
+            f"{batches} per epoch: it resumes mid-epoch (sampler.load_state_dict). A "
+            "tf.data dataset plays whole epochs; to resume mid-epoch, save and restore an "
+            "iterator of kerasgen_tf.distribute.checkpointable_dataset(dataset, epoch)."
+        )
+        return np.zeros((0, 1), np.int64), np.zeros(0, np.int64), message
 
     def plan(token: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        table, sizes = tf.py_function(next_epoch, [token], (tf.int64, tf.int64))
+        table, sizes, error = tf.py_function(next_epoch, [token], (tf.int64, tf.int64, tf.string))
+        with tf.control_dependencies([tf.debugging.Assert(tf.equal(error, ""), [error])]):
+            table = tf.identity(table)
         table.set_shape((None, batch_size))
         sizes.set_shape((None,))
         return table, sizes

@@ -377,12 +377,15 @@ def data_service_dataset(
     element_spec = decoded.element_spec
 
     def read(dataset_id: tf.Tensor) -> tf.data.Dataset:
-        return service_api.from_dataset_id(
+        # One job per epoch, read to its known length: stopping there spares the
+        # wait (about a second) for the workers to report that the job is done.
+        epoch = service_api.from_dataset_id(
             processing_mode=service_api.ShardingPolicy.DYNAMIC,
             service=service,
             dataset_id=dataset_id,
             element_spec=element_spec,
         )
+        return epoch.take(len(sampler))
 
     epochs = tf.data.Dataset.from_tensor_slices(tf.stack(dataset_ids)).flat_map(plain(read))
     out = pipeline.finished(epochs)
