@@ -17,11 +17,11 @@ import subprocess
 import sys
 from collections import Counter
 
+import attrs
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from balanced_sampler import BalancedBatchSampler
 from kerasgen_tf import balanced_image_dataset_from_directory, balanced_image_dataset_from_paths
 from kerasgen_tf.distribute import checkpointable_dataset, distributed_dataset_fn, sharded_dataset
 
@@ -68,15 +68,7 @@ def play(dataset):
 
 
 def global_plan(ds, epoch, samples_per_epoch=None):
-    s = ds.sampler
-    sampler = BalancedBatchSampler(
-        s.labels,
-        P,
-        K,
-        safe_triplet=s.safe_triplet,
-        samples_per_epoch=samples_per_epoch,
-        seed=s.seed,
-    )
+    sampler = attrs.evolve(ds.sampler, samples_per_epoch=samples_per_epoch)
     return [b.tolist() for b in sampler.plan(epoch)]
 
 
