@@ -13,8 +13,9 @@ images, bad = load_images(indices)   # inside a tf.data map function
   image of `indices[i]` at row `i`, pixel-identical to Keras.
 - `bad`: a `BadFiles` naming the files of this batch that could not be
   loaded (empty for a healthy batch). With `on_bad_image="skip"` their
-  rows hold another image of the same class (`bad.replaced`); otherwise
-  zeros, and the trainer-side report stage raises.
+  rows hold another image of the same class (`bad.replaced`); with
+  "error" their rows are left out (`images` is shorter than `indices`)
+  and the report stage raises before the batch is used.
 
 It never raises for a bad file and needs no Python: everything is a
 TensorFlow op, so the same stage runs in the local pipeline, in a
@@ -37,10 +38,10 @@ from_tensor_slices((slot, path)).map(read + decode + resize).ignore_errors()
 ```
 
 A healthy batch is this and nothing more (~0.1 ms of dataset bookkeeping
-per batch, next to ~1-3 ms per decoded JPEG). When a file fails, and only
-then, its row is filled: zeros (the report stage raises), or with "skip"
-the first image of the same class that loads, in a seeded order that
-prefers images not already in the batch. Every op here is traced and
+per batch, next to ~1-3 ms per decoded JPEG). When a file fails with
+"skip", and only then, its row is filled with the first image of the same
+class that loads, in a seeded order that prefers images not already in the
+batch (zeros if none does: the report stage raises). Every op here is traced and
 optimised when the pipeline starts, so the guard is kept to a few dozen
 ops (the first batch comes within 1.5x of a bare tf.data pipeline's). Why
 a file failed is said by the report stage, which reads the file
@@ -178,7 +179,8 @@ class BatchLoader:
         """Decodes the batch `indices`; see `LoadImages`."""
         count = tf.size(indices, out_type=tf.int64)
         slots, images = self.decoded(tf.gather(self.paths, indices))
-        if self.classes is None:
+        classes = self.classes
+        if classes is None:
             # "error": a batch with a bad file ends iteration, its rows are never used.
             loaded = tf.gather(indices, slots)
             bad_index = tf.sets.difference(indices[None, :], loaded[None, :]).values
@@ -186,7 +188,7 @@ class BatchLoader:
         images, bad_index, replaced = tf.cond(
             tf.equal(tf.size(slots, out_type=tf.int64), count),
             lambda: (images, *no_bad_files()),
-            lambda: self.completed(indices, slots, images),
+            lambda: self.completed(indices, slots, images, classes),
         )
         images.set_shape((None, *self.options.image_shape))
         return images, BadFiles(bad_index, replaced)
@@ -209,28 +211,27 @@ class BatchLoader:
         return stacked
 
     def completed(
-        self, indices: tf.Tensor, slots: tf.Tensor, images: tf.Tensor
+        self, indices: tf.Tensor, slots: tf.Tensor, images: tf.Tensor, classes: ClassMembers
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """The whole batch `indices`, from the `images` of the `slots` that loaded.
+        """The whole batch `indices`, from the `images` of the `slots` that loaded ("skip").
 
         Args:
             indices: The batch (sample indices).
             slots: The positions in `indices` of the files that loaded.
             images: Their images.
+            classes: Where to find replacements.
 
         Returns:
             `(images, bad indices, replaced)`: every row of the batch (a bad
-            file's row holds a replacement with "skip", zeros otherwise) and
-            the `BadFiles` columns.
+            file's row holds an image of its class, or zeros if none of
+            them loads) and the `BadFiles` columns.
         """
         count = tf.size(indices, out_type=tf.int64)
         bad_slots = _others(slots, count)
-        replaced = tf.zeros_like(bad_slots, tf.bool)
-        if self.classes is not None:
-            other_slots, others = self._replacements(indices, bad_slots, self.classes)
-            slots = tf.concat([slots, other_slots], 0)
-            images = tf.concat([images, others], 0)
-            replaced = tf.reduce_any(tf.equal(bad_slots[:, None], other_slots[None, :]), 1)
+        other_slots, others = self._replacements(indices, bad_slots, classes)
+        replaced = tf.reduce_any(tf.equal(bad_slots[:, None], other_slots[None, :]), 1)
+        slots = tf.concat([slots, other_slots], 0)
+        images = tf.concat([images, others], 0)
         batch = tf.scatter_nd(slots[:, None], images, (count, *self.options.image_shape))
         return batch, tf.gather(indices, bad_slots), replaced
 

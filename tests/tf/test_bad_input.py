@@ -402,11 +402,12 @@ def _paths_of(dataset):
     }
 
 
+@pytest.mark.parametrize("fixed", [False, True], ids=["exhaustive", "fixed"])
 @pytest.mark.parametrize("path", ["builder", "sharded_dataset", "checkpointable_dataset"])
-def test_a_bad_file_stops_every_path_naming_it(tmp_path, path):
+def test_a_bad_file_stops_every_path_naming_it(tmp_path, path, fixed):
     _tree(tmp_path, {"a": 3, "b": 3})
     bad = _write_bad(tmp_path / "b", "truncated_jpeg")
-    dataset = _paths_of(_make(tmp_path, shuffle=False))[path]
+    dataset = _paths_of(_make(tmp_path, shuffle=False, safe_triplet=fixed))[path]
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         _iterate(dataset)
     message = str(info.value)

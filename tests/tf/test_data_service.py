@@ -124,10 +124,11 @@ def _write_bad(tree_root: pathlib.Path) -> str:
     return str(bad)
 
 
-def test_bad_file_error_names_the_file(tmp_path, two_workers):
+@pytest.mark.parametrize("fixed", [False, True], ids=["exhaustive", "fixed"])
+def test_bad_file_error_names_the_file(tmp_path, two_workers, fixed):
     root = make_indexed_tree(tmp_path, [4, 4, 4])
     bad = _write_bad(root)
-    ds = make(root, fixed=False, shuffle=False)
+    ds = make(root, fixed=fixed, shuffle=False)
     remote = data_service_dataset(ds, two_workers, num_epochs=1)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         play(remote)
