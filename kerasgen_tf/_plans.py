@@ -14,13 +14,14 @@ Two sources feed the same decoding pipeline (`kerasgen_tf._pipeline`):
   expects of a dataset it iterates once per epoch. Python runs it, so it
   can be neither saved by `tf.train.Checkpoint` nor sent to tf.data
   service workers.
-- `PlanTable`: a range of epochs materialised as constant tensors (the flat
-  index vector and each batch's bounds). Every iterator plays the same
-  batches; the dataset is pure TensorFlow (`from_tensor_slices` + `map`),
-  so its iterators are checkpointable position by position
-  (`experimental_symbolic_checkpoint`), its graph is serialisable, and
-  tf.data service can split it batch by batch among workers. It holds
-  8 bytes per planned sample and 16 per batch (`PlanTable.nbytes`).
+- `PlanTable`: a range of epochs materialised as constant tensors (the
+  padded rows and the sizes). Every iterator plays the same batches; the
+  dataset is pure TensorFlow (`from_tensor_slices`), so its iterators are
+  checkpointable position by position (`experimental_symbolic_checkpoint`),
+  its graph is serialisable, and tf.data service can split it batch by
+  batch among workers. It holds 8 bytes per slot of a padded row (rows
+  are as long as the largest batch, P * K usually) and 8 per batch
+  (`PlanTable.nbytes`).
 
 Both give the same batches for the same epoch: `sampler.plan(epoch)`.
 """

@@ -332,7 +332,8 @@ def data_service_dataset(
     from what the worker found.
 
     Memory: each registered epoch holds the file paths (their length in
-    bytes), 4 bytes of label per file and 8 bytes per planned sample; the
+    bytes), 4 bytes of label per file and the epoch's plan (8 bytes per
+    slot of the largest batch, in every batch: `PlanTable.nbytes`); the
     dispatcher keeps every registered epoch until it stops.
 
     Args:
