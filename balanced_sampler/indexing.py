@@ -16,16 +16,16 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Literal, overload
+from typing import Any, Literal, Protocol, overload
 
 import numpy as np
 from numpy.typing import NDArray
 
 from balanced_sampler.checks import as_labels, check_bool, check_int
 
-__all__ = ["ALLOWED_FORMATS", "IndexingWarning", "index_directory"]
+__all__ = ["ALLOWED_FORMATS", "DirEntry", "IndexingWarning", "ScanDir", "index_directory"]
 
 ALLOWED_FORMATS: tuple[str, ...] = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
 """File extensions indexed by default (compared case-insensitively).
@@ -39,6 +39,34 @@ ProgressCallback = Callable[[int, int], None]
 
 ExplicitLabels = Sequence[int] | NDArray[np.integer[Any]]
 """A list, tuple or 1-D integer array with one label per file."""
+
+
+class DirEntry(Protocol):
+    """What `index_directory` reads of a directory entry (as `os.DirEntry` has it)."""
+
+    @property
+    def name(self) -> str:
+        """The entry's name inside its directory."""
+
+    @property
+    def path(self) -> str:
+        """The directory's path joined with `name`."""
+
+    def is_dir(self) -> bool:
+        """Whether the entry is a directory (following symlinks)."""
+
+    def is_symlink(self) -> bool:
+        """Whether the entry is a symbolic link."""
+
+
+ScanDir = Callable[[str], Iterable[DirEntry]]
+"""Lists a directory like `os.scandir`: its entries, in any order.
+
+It raises `FileNotFoundError` if the path does not exist and
+`NotADirectoryError` if it is not a directory (`OSError` for other
+failures). `index_directory` takes one for storage that `os` cannot read
+(a TensorFlow adapter passes one built on `tf.io.gfile` for `gs://` paths).
+"""
 
 # How many example paths / names a warning quotes before "and N more".
 _MAX_EXAMPLES = 3
@@ -85,7 +113,9 @@ class _WalkResult:
         self.unreadable: list[str] = []
 
 
-def _walk_one(top: str, formats: tuple[str, ...], follow_links: bool) -> _WalkResult:
+def _walk_one(
+    top: str, formats: tuple[str, ...], follow_links: bool, scandir: ScanDir | None
+) -> _WalkResult:
     """List the files under `top` in the order Keras lists them.
 
     Keras walks with `os.walk` (top-down, symlinked directories followed
@@ -95,7 +125,8 @@ def _walk_one(top: str, formats: tuple[str, ...], follow_links: bool) -> _WalkRe
     strings (`os.scandir` joins like `os.path.join`) and sort the same way.
     With `follow_links`, each directory (by `(st_dev, st_ino)`) is walked at
     most once, through the first path met in sorted depth-first order, so
-    symlink cycles terminate.
+    symlink cycles terminate. A custom `scandir` lists storage without
+    symlinks: nothing to follow, so no directory identity is looked up.
     """
     result = _WalkResult()
     roots: list[tuple[str, list[str]]] = []
@@ -103,7 +134,7 @@ def _walk_one(top: str, formats: tuple[str, ...], follow_links: bool) -> _WalkRe
     stack = [top]
     while stack:
         root = stack.pop()
-        if follow_links:
+        if follow_links and scandir is None:
             # Marked when entered: the first path in sorted depth-first
             # order wins, whatever order the file system lists entries in.
             try:
@@ -121,20 +152,19 @@ def _walk_one(top: str, formats: tuple[str, ...], follow_links: bool) -> _WalkRe
         names: list[str] = []
         subdirs: list[str] = []
         try:
-            with os.scandir(root) as it:
-                for entry in it:
-                    try:
-                        is_dir = entry.is_dir()
-                    except OSError:
-                        is_dir = False
-                    if not is_dir:
-                        names.append(entry.name)
-                    elif follow_links or not entry.is_symlink():
-                        subdirs.append(entry.path)
-                    else:
-                        result.n_links_not_followed += 1
-                        if len(result.links_not_followed) < _MAX_EXAMPLES:
-                            result.links_not_followed.append(entry.path)
+            for entry in _entries(root, scandir):
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    names.append(entry.name)
+                elif follow_links or not entry.is_symlink():
+                    subdirs.append(entry.path)
+                else:
+                    result.n_links_not_followed += 1
+                    if len(result.links_not_followed) < _MAX_EXAMPLES:
+                        result.links_not_followed.append(entry.path)
         except OSError as error:
             result.unreadable.append(f"{root} ({error.strerror or error})")
             continue
@@ -159,10 +189,18 @@ def _walk_one(top: str, formats: tuple[str, ...], follow_links: bool) -> _WalkRe
     return result
 
 
+def _entries(root: str, scandir: ScanDir | None) -> list[DirEntry]:
+    """The entries of `root`, listed by `scandir` (default `os.scandir`)."""
+    if scandir is not None:
+        return list(scandir(root))
+    with os.scandir(root) as it:
+        return list(it)
+
+
 def _walk_chunk(
-    tops: Sequence[str], formats: tuple[str, ...], follow_links: bool
+    tops: Sequence[str], formats: tuple[str, ...], follow_links: bool, scandir: ScanDir | None
 ) -> list[_WalkResult]:
-    return [_walk_one(top, formats, follow_links) for top in tops]
+    return [_walk_one(top, formats, follow_links, scandir) for top in tops]
 
 
 def _walk_all(
@@ -171,13 +209,14 @@ def _walk_all(
     follow_links: bool,
     max_workers: int,
     progress: ProgressCallback | None,
+    scandir: ScanDir | None,
 ) -> list[_WalkResult]:
     """Walk every top folder, in parallel threads, results in input order."""
     total = len(tops)
     if max_workers == 1 or total <= 1:
         results = []
         for done, top in enumerate(tops, start=1):
-            results.append(_walk_one(top, formats, follow_links))
+            results.append(_walk_one(top, formats, follow_links, scandir))
             if progress is not None:
                 progress(done, total)
         return results
@@ -188,7 +227,7 @@ def _walk_all(
     chunks: list[list[_WalkResult]] = [[] for _ in starts]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="index_directory") as pool:
         futures = {
-            pool.submit(_walk_chunk, tops[start : start + chunk], formats, follow_links): i
+            pool.submit(_walk_chunk, tops[start : start + chunk], formats, follow_links, scandir): i
             for i, start in enumerate(starts)
         }
         done = 0
@@ -232,16 +271,22 @@ def _check_directory(directory: str | os.PathLike[str]) -> str:
         )
     if not path:
         raise ValueError("`directory` must not be empty. Received: directory=''")
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"`directory` does not exist. Received: directory={path!r} "
-            f"(absolute path: {os.path.abspath(path)!r})"
-        )
-    if not os.path.isdir(path):
-        raise NotADirectoryError(
-            f"`directory` must be a directory, but it is a file. Received: directory={path!r}"
-        )
     return path
+
+
+def _list_root(root: str, scandir: ScanDir | None) -> list[DirEntry]:
+    """The entries of `directory`; raises the errors that name it if it is no directory."""
+    try:
+        return _entries(root, scandir)
+    except FileNotFoundError:
+        where = "" if scandir is not None else f" (absolute path: {os.path.abspath(root)!r})"
+        raise FileNotFoundError(
+            f"`directory` does not exist. Received: directory={root!r}{where}"
+        ) from None
+    except NotADirectoryError:
+        raise NotADirectoryError(
+            f"`directory` must be a directory, but it is a file. Received: directory={root!r}"
+        ) from None
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -342,26 +387,27 @@ def _check_options(
     return int(max_workers)
 
 
-def _list_class_folders(root: str, formats: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Return the sorted class folder names and the images lying in `root`.
+def _list_class_folders(
+    entries: list[DirEntry], formats: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
+    """Return the sorted class folder names and the images among `entries` (of the root).
 
-    Like Keras: every entry of `root` that is a directory (symlinks to a
+    Like Keras: every entry of the root that is a directory (symlinks to a
     directory included, whatever `follow_links` says) and whose name does
     not start with "." is a class.
     """
     folders: list[str] = []
     loose_images: list[str] = []
-    with os.scandir(root) as it:
-        for entry in it:
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                if not entry.name.startswith("."):
-                    folders.append(entry.name)
-            elif entry.name.lower().endswith(formats):
-                loose_images.append(entry.path)
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if not entry.name.startswith("."):
+                folders.append(entry.name)
+        elif entry.name.lower().endswith(formats):
+            loose_images.append(entry.path)
     folders.sort()
     loose_images.sort()
     return folders, loose_images
@@ -437,6 +483,7 @@ def index_directory(
     follow_links: bool = ...,
     max_workers: int | None = ...,
     progress: ProgressCallback | None = ...,
+    scandir: ScanDir | None = ...,
 ) -> tuple[list[str], NDArray[np.int64], list[str]]: ...
 
 
@@ -449,6 +496,7 @@ def index_directory(
     follow_links: bool = ...,
     max_workers: int | None = ...,
     progress: ProgressCallback | None = ...,
+    scandir: ScanDir | None = ...,
 ) -> tuple[list[str], None, None]: ...
 
 
@@ -461,6 +509,7 @@ def index_directory(
     follow_links: bool = ...,
     max_workers: int | None = ...,
     progress: ProgressCallback | None = ...,
+    scandir: ScanDir | None = ...,
 ) -> tuple[list[str], NDArray[np.int64], list[str]]: ...
 
 
@@ -472,6 +521,7 @@ def index_directory(
     follow_links: bool = False,
     max_workers: int | None = None,
     progress: ProgressCallback | None = None,
+    scandir: ScanDir | None = None,
 ) -> tuple[list[str], NDArray[np.int64] | None, list[str] | None]:
     """List the image files of a directory, with their integer labels.
 
@@ -543,6 +593,10 @@ def index_directory(
         progress: Optional callable, called in the calling thread as
             `progress(folders_done, folders_total)` as class folders are
             walked (one folder in total when labels are not inferred).
+        scandir: Optional function listing a directory like `os.scandir`
+            (see `ScanDir`), for storage that `os` cannot read, e.g. one
+            built on `tf.io.gfile` for `gs://` paths. Paths are joined with
+            `os.path.join`. `None` (default) uses `os.scandir`.
 
     Returns:
         Tuple `(file_paths, labels, class_names)`: `file_paths` a list of
@@ -572,12 +626,18 @@ def index_directory(
     explicit = _check_labels(labels)
     wanted_names = _check_class_names(class_names, labels)
     workers = _check_options(follow_links, max_workers, progress)
+    if scandir is not None and not callable(scandir):
+        raise TypeError(
+            "`scandir` must be None or a function listing a directory like `os.scandir`. "
+            f"Received: scandir={scandir!r}"
+        )
     inferred = isinstance(labels, str)
+    root_entries = _list_root(root, scandir)
 
     loose_images: list[str] = []
     names: list[str] | None = None
     if inferred:
-        names, loose_images = _list_class_folders(root, fmts)
+        names, loose_images = _list_class_folders(root_entries, fmts)
         if wanted_names is not None:
             found, wanted = set(names), set(wanted_names)
             missing = [name for name in wanted_names if name not in found]
@@ -597,7 +657,7 @@ def index_directory(
     else:
         tops = [root]
 
-    results = _walk_all(tops, fmts, bool(follow_links), workers, progress)
+    results = _walk_all(tops, fmts, bool(follow_links), workers, progress, scandir)
     _report(results, fmts, bool(follow_links), names, loose_images, root)
 
     file_paths = [path for result in results for path in result.paths]

@@ -213,27 +213,23 @@ def _load_images(paths: list[str], size: tuple[int, int]) -> np.ndarray:
     quiet_native_logs_until_exit()  # TensorFlow logs at start-up, on errors and at exit
     import tensorflow as tf
 
-    from kerasgen_tf._bad_images import describe_bad_image
+    from kerasgen_tf._bad_images import describe_file, problem_before_decoding
     from kerasgen_tf._decode import load_images
 
-    def no_decode(path: object) -> None:
-        return None
-
     for path in paths:  # empty, missing or not an image: said without a failing decode
-        reason = describe_bad_image(path, no_decode)
+        reason = problem_before_decoding(path)
         if reason is not None:
             raise ValueError(f"cannot load image {path}: {reason}")
     try:
         return load_images(paths, size)
     except tf.errors.OpError:
         for path in paths:  # name the file that cannot be decoded, and why
-
-            def decode(_: object, path: str = path) -> object:
-                return load_images([path], size)
-
-            reason = describe_bad_image(path, decode)
-            if reason is not None:
-                raise ValueError(f"cannot load image {path}: {reason}") from None
+            try:
+                load_images([path], size)
+            except tf.errors.OpError:
+                raise ValueError(
+                    f"cannot load image {path}: {describe_file(path, num_channels=3)}"
+                ) from None
         raise
 
 

@@ -8,16 +8,15 @@ This module imports neither TensorFlow nor Keras.
 from __future__ import annotations
 
 import numbers
-import os
 from typing import Any, Literal
 
 import attrs
 
 from balanced_sampler.checks import (
     check_bool,
-    check_int,
     check_sampler_options,
     check_seed,
+    check_validation_split,
     is_int,
 )
 
@@ -25,12 +24,14 @@ __all__ = [
     "COLOR_MODES",
     "INTERPOLATIONS",
     "LABEL_MODES",
+    "ON_BAD_IMAGE",
     "ImageOptions",
     "SamplingOptions",
     "check_bool",
     "check_class_names",
     "check_image_options",
     "check_label_mode",
+    "check_on_bad_image",
     "check_sampling_options",
 ]
 
@@ -49,6 +50,7 @@ INTERPOLATIONS = (
 DATA_FORMATS = ("channels_last", "channels_first")
 SUBSETS = ("training", "validation", "both")
 SPLIT_BY = ("samples", "classes")
+ON_BAD_IMAGE = ("error", "skip")
 
 
 @attrs.frozen
@@ -252,28 +254,22 @@ def check_image_options(
     )
 
 
+def _is_zero(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
+
+
 def _check_validation(
     validation_split: object, subset: object, shuffle: bool, seed: int | None
 ) -> tuple[float | None, Any]:
-    if validation_split is not None and (
-        isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real)
-    ):
-        raise TypeError(
-            "`validation_split` must be None or a float between 0 and 1. "
-            f"Received: validation_split={validation_split!r}"
-        )
-    if validation_split is not None and not 0 < float(validation_split) < 1:
-        raise ValueError(
-            "`validation_split` must be between 0 and 1 (exclusive). "
-            f"Received: validation_split={validation_split!r}"
-        )
+    # As Keras 3.15: None and 0 both mean "no split"; anything else is a fraction in (0, 1),
+    # checked by the core's `split` check.
+    no_split = validation_split is None or _is_zero(validation_split)
+    split = None if no_split else check_validation_split(validation_split)
     if subset is not None and not (isinstance(subset, str) and subset in SUBSETS):
         raise ValueError(
             '`subset` must be either "training", "validation" or "both". '
             f"Received: subset={subset!r}"
         )
-    # As Keras: 0 and None both mean "no split".
-    split = float(validation_split) if validation_split else None
     if (split is None) != (subset is None):
         raise ValueError(
             "If `subset` is set, `validation_split` must be set, and inversely. "
@@ -313,7 +309,8 @@ def check_sampling_options(
         num_images_per_class: K, a positive int.
         shuffle: bool.
         seed: None or an int >= 0.
-        validation_split: None or a float in (0, 1).
+        validation_split: None or 0 (no split, as in Keras) or a float in
+            (0, 1).
         subset: None, "training", "validation" or "both".
         safe_triplet: bool.
         samples_per_epoch: None, or (with `safe_triplet=True`) a positive
@@ -348,48 +345,38 @@ def check_sampling_options(
         raise ValueError(
             f'`split_by` must be "samples" or "classes". Received: split_by={split_by!r}'
         )
+    # `check_sampler_options` has checked P, K and `samples_per_epoch`: only converted here.
     return SamplingOptions(
-        num_classes_per_batch=check_int("num_classes_per_batch", num_classes_per_batch, minimum=1),
-        num_images_per_class=check_int("num_images_per_class", num_images_per_class, minimum=1),
+        num_classes_per_batch=int(num_classes_per_batch),  # type: ignore[call-overload]
+        num_images_per_class=int(num_images_per_class),  # type: ignore[call-overload]
         shuffle=do_shuffle,
         seed=seed_int,
         validation_split=split,
         subset=subset_name,
         safe_triplet=bool(safe_triplet),
-        samples_per_epoch=(
-            None
-            if samples_per_epoch is None
-            else check_int("samples_per_epoch", samples_per_epoch, minimum=1)
-        ),
+        samples_per_epoch=None if samples_per_epoch is None else int(samples_per_epoch),  # type: ignore[call-overload]
         class_weights=class_weights,
         small_classes=str(small_classes),
         split_by=split_by,  # type: ignore[arg-type]
     )
 
 
-def check_directory(directory: object) -> str:
-    """Validates `directory`: an existing directory (str or os.PathLike).
+def check_on_bad_image(on_bad_image: object) -> str:
+    """Validates `on_bad_image` ("error" or "skip").
 
     Args:
-        directory: The value to check.
+        on_bad_image: The value to check.
 
     Returns:
-        The directory as a string, unchanged otherwise.
+        `on_bad_image`.
 
     Raises:
-        TypeError: If it is not a str or os.PathLike.
-        FileNotFoundError: If it does not exist.
-        NotADirectoryError: If it is not a directory.
+        ValueError: If it is not one of `ON_BAD_IMAGE`.
     """
-    if not isinstance(directory, (str, os.PathLike)):
-        raise TypeError(
-            f"`directory` must be a path (str or os.PathLike). Received: directory={directory!r}"
+    if not (isinstance(on_bad_image, str) and on_bad_image in ON_BAD_IMAGE):
+        raise ValueError(
+            '`on_bad_image` must be "error" (stop, naming the file) or "skip" (replace '
+            "the file by another image of its class and warn). "
+            f"Received: on_bad_image={on_bad_image!r}"
         )
-    path = os.fspath(directory)
-    if not isinstance(path, str):
-        raise TypeError(f"`directory` must be a text path. Received: directory={directory!r}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Directory not found. Received: directory={directory!r}")
-    if not os.path.isdir(path):
-        raise NotADirectoryError(f"Not a directory. Received: directory={directory!r}")
-    return path
+    return on_bad_image

@@ -1,8 +1,9 @@
 """From indexed files to one dataset, or a (training, validation) pair.
 
 Shared by `balanced_image_dataset_from_directory` and
-`balanced_image_dataset_from_paths`: split, build one sampler per subset,
-build its pipeline and attach `class_names`, `file_paths` and `sampler`.
+`balanced_image_dataset_from_paths`: check the shared arguments, verify
+the files if asked, split, build one sampler and one pipeline per subset
+and attach `class_names`, `file_paths`, `sampler` and `skipped_files`.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ from kerasgen_tf._args import (
     ImageOptions,
     SamplingOptions,
     check_bool,
-    check_class_names,
     check_image_options,
     check_label_mode,
+    check_on_bad_image,
     check_sampling_options,
 )
-from kerasgen_tf._bad_images import check_on_bad_image, find_bad_files, warn_dropped
-from kerasgen_tf._pipeline import build_dataset
+from kerasgen_tf._bad_images import BadFileReport, find_bad_files, warn_dropped
+from kerasgen_tf._batches import BatchLoader
+from kerasgen_tf._pipeline import Pipeline, attach
+from kerasgen_tf._plans import live_plans
 
-__all__ = ["check_labels_for_mode", "make_datasets"]
+__all__ = [
+    "DatasetOptions",
+    "check_dataset_options",
+    "check_labels_for_mode",
+    "label_names",
+    "make_datasets",
+]
 
 _INT32 = np.iinfo(np.int32)
 
@@ -36,7 +45,6 @@ class DatasetOptions:
     """The validated arguments that both dataset builders share."""
 
     label_mode: str | None
-    class_names: list[str] | None
     image: ImageOptions
     sampling: SamplingOptions
     verbose: bool
@@ -47,7 +55,6 @@ class DatasetOptions:
 def check_dataset_options(
     *,
     label_mode: object,
-    class_names: object,
     color_mode: object,
     image_size: object,
     interpolation: object,
@@ -80,7 +87,6 @@ def check_dataset_options(
     """
     return DatasetOptions(
         label_mode=check_label_mode(label_mode),
-        class_names=check_class_names(class_names),
         image=check_image_options(
             color_mode=color_mode,
             image_size=image_size,
@@ -149,58 +155,73 @@ def check_labels_for_mode(
             )
 
 
+def label_names(labels: np.ndarray[Any, Any], class_names: list[str]) -> dict[int, str]:
+    """The class name of each label value, for messages.
+
+    Labels are positions in `class_names`, except explicit integer labels
+    given without names, whose names are the labels themselves (as Keras
+    names them: `[str(label) for label in sorted(set(labels))]`).
+    """
+    values = np.unique(labels).tolist()
+    if [str(v) for v in values] == class_names:
+        return {v: str(v) for v in values}
+    return dict(enumerate(class_names))
+
+
 def _one_dataset(
     file_paths: list[str],
     labels: np.ndarray[Any, Any],
     class_names: list[str],
-    sampling: SamplingOptions,
-    image: ImageOptions,
-    label_mode: str | None,
+    options: DatasetOptions,
+    skipped: dict[str, str],
     *,
     shuffle: bool,
     samples_per_epoch: int | None,
-    on_bad_image: str = "error",
-    skipped: dict[str, str] | None = None,
+    subset: str | None,
 ) -> tf.data.Dataset:
-    sampler = BalancedBatchSampler(
-        labels,
-        sampling.num_classes_per_batch,
-        sampling.num_images_per_class,
-        safe_triplet=sampling.safe_triplet,
-        samples_per_epoch=samples_per_epoch,
-        class_weights=sampling.class_weights,
-        small_classes=sampling.small_classes,
-        shuffle=shuffle,
-        seed=sampling.seed,
-    )
-    skipped = {} if skipped is None else skipped
-    dataset = build_dataset(
+    sampling = options.sampling
+    names = label_names(labels, class_names)
+    try:
+        sampler = BalancedBatchSampler(
+            labels,
+            sampling.num_classes_per_batch,
+            sampling.num_images_per_class,
+            safe_triplet=sampling.safe_triplet,
+            samples_per_epoch=samples_per_epoch,
+            class_weights=sampling.class_weights,
+            small_classes=sampling.small_classes,
+            shuffle=shuffle,
+            seed=sampling.seed,
+            class_names=names,
+        )
+    except ValueError as error:
+        if subset is None:
+            raise
+        present = len(np.unique(labels))
+        raise ValueError(
+            f"The {subset} subset ({len(file_paths)} files of {present} of the "
+            f"{len(class_names)} classes) cannot be batched: {error}"
+        ) from error
+    report = BadFileReport(
         file_paths,
+        options.image.num_channels,
+        labels,
+        names,
+        options.on_bad_image,
+        skipped,
+    )
+    loader = BatchLoader.create(file_paths, labels, options.image, options.on_bad_image)
+    pipeline = Pipeline.create(
+        loader,
         labels,
         sampler,
-        image,
-        label_mode,
+        options.image.image_shape,
+        options.label_mode,
         len(class_names),
-        on_bad_image=on_bad_image,
-        skipped=skipped,
+        report,
+        seed_given=sampling.seed is not None,
     )
-    # As Keras: users may need the class names and the files.
-    dataset.class_names = class_names
-    dataset.file_paths = file_paths
-    dataset.sampler = sampler
-    # {path: reason} of the files dropped by `verify_images=True` or skipped
-    # by `on_bad_image="skip"`; filled as bad files are met.
-    dataset.skipped_files = skipped
-    # What `kerasgen_tf.distribute` needs to rebuild this pipeline (sharded or
-    # checkpointable) from the same files, labels and image options.
-    dataset._kerasgen_pipeline = {
-        "labels": labels,
-        "image": image,
-        "label_mode": label_mode,
-        "num_classes": len(class_names),
-        "seeded": sampling.seed is not None,
-    }
-    return dataset
+    return attach(pipeline.build(live_plans(sampler)), pipeline, sampler, class_names, file_paths)
 
 
 def _drop_bad_files(
@@ -211,7 +232,7 @@ def _drop_bad_files(
     verbose: bool,
 ) -> tuple[list[str], np.ndarray[Any, Any]]:
     """`verify_images=True`: decodes every file once and drops those that fail."""
-    bad = find_bad_files(file_paths, image)
+    bad = find_bad_files(file_paths, labels, image)
     if verbose:
         print(f"Verified {len(file_paths)} files: {len(bad)} cannot be loaded.")
     if not bad:
@@ -231,13 +252,8 @@ def make_datasets(
     file_paths: list[str],
     labels: np.ndarray[Any, Any],
     class_names: list[str],
-    sampling: SamplingOptions,
-    image: ImageOptions,
+    options: DatasetOptions,
     label_mode: str | None,
-    verbose: bool,
-    *,
-    on_bad_image: str = "error",
-    verify_images: bool = False,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
     """Splits the files if asked and returns the balanced dataset(s).
 
@@ -248,59 +264,55 @@ def make_datasets(
         file_paths: One path per sample.
         labels: One integer label per sample.
         class_names: The class names.
-        sampling: Validated batching and splitting options.
-        image: Validated image options.
-        label_mode: "int", "categorical", "binary" or None.
-        verbose: Whether to print how many files each subset uses.
-        on_bad_image: "error" or "skip" (see `build_dataset`).
-        verify_images: Whether to decode every file once first and drop
-            those that cannot be loaded (with a `BadImageWarning`), before
-            the split.
+        options: The validated arguments (`check_dataset_options`).
+        label_mode: "int", "categorical", "binary" or None (it may differ
+            from `options.label_mode`: a directory indexed without labels
+            yields images only).
 
     Returns:
         A dataset, or a `(training, validation)` tuple for `subset="both"`.
         Each carries `skipped_files`, one `{path: reason}` dict shared by
-        both datasets of `subset="both"`.
+        both datasets of `subset="both"`. With `options.verify_images`,
+        every file is decoded once first and those that cannot be loaded
+        are dropped (with a `BadImageWarning`), before the split.
     """
     check_labels_for_mode(labels, class_names, label_mode)
+    options = attrs.evolve(options, label_mode=label_mode)
+    sampling = options.sampling
     skipped: dict[str, str] = {}
-    if verify_images:
-        file_paths, labels = _drop_bad_files(file_paths, labels, image, skipped, verbose)
-
-    def subset_of(index: np.ndarray[Any, Any]) -> tuple[list[str], np.ndarray[Any, Any]]:
-        return [file_paths[i] for i in index.tolist()], labels[index]
+    if options.verify_images:
+        file_paths, labels = _drop_bad_files(
+            file_paths, labels, options.image, skipped, options.verbose
+        )
 
     def make(
-        paths: list[str], subset_labels: np.ndarray[Any, Any], *, shuffle: bool, spe: int | None
+        index: np.ndarray[Any, Any] | None, *, shuffle: bool, spe: int | None, subset: str | None
     ) -> tf.data.Dataset:
+        paths = file_paths if index is None else [file_paths[i] for i in index.tolist()]
+        subset_labels = labels if index is None else labels[index]
+        if options.verbose and subset is not None:
+            print(f"Using {len(paths)} files for {subset}.")
         return _one_dataset(
             paths,
             subset_labels,
             class_names,
-            sampling,
-            image,
-            label_mode,
+            options,
+            skipped,
             shuffle=shuffle,
             samples_per_epoch=spe,
-            on_bad_image=on_bad_image,
-            skipped=skipped,
+            subset=subset,
         )
 
     spe = sampling.samples_per_epoch
     if sampling.validation_split is None:
-        return make(file_paths, labels, shuffle=sampling.shuffle, spe=spe)
+        return make(None, shuffle=sampling.shuffle, spe=spe, subset=None)
     if sampling.subset == "both":
         train_index, val_index = split(
             labels, sampling.validation_split, "both", sampling.split_seed, by=sampling.split_by
         )
-        train_paths, train_labels = subset_of(train_index)
-        val_paths, val_labels = subset_of(val_index)
-        if verbose:
-            print(f"Using {len(train_paths)} files for training.")
-            print(f"Using {len(val_paths)} files for validation.")
         return (
-            make(train_paths, train_labels, shuffle=sampling.shuffle, spe=spe),
-            make(val_paths, val_labels, shuffle=False, spe=None),
+            make(train_index, shuffle=sampling.shuffle, spe=spe, subset="training"),
+            make(val_index, shuffle=False, spe=None, subset="validation"),
         )
     assert sampling.subset is not None
     index = split(
@@ -310,7 +322,4 @@ def make_datasets(
         sampling.split_seed,
         by=sampling.split_by,
     )
-    paths, subset_labels = subset_of(index)
-    if verbose:
-        print(f"Using {len(paths)} files for {sampling.subset}.")
-    return make(paths, subset_labels, shuffle=sampling.shuffle, spe=spe)
+    return make(index, shuffle=sampling.shuffle, spe=spe, subset=sampling.subset)

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from kerasgen_tf._args import ImageOptions, check_image_options
 
-__all__ = ["load_images", "make_image_loader", "needs_format_check"]
+__all__ = ["RISKY_FORMATS", "load_images", "make_image_loader", "needs_format_check"]
 
 
 def _centre_crop(image: tf.Tensor, target_height: int, target_width: int) -> tf.Tensor:
@@ -58,11 +58,13 @@ def _centre_crop(image: tf.Tensor, target_height: int, target_width: int) -> tf.
     return image[top : top + crop_height, left : left + crop_width, :]
 
 
-# Extensions of the files that TensorFlow may fail to decode in a channel count.
+# The formats that TensorFlow 2.21 cannot decode in a channel count (its
+# decoders for WebP, GIF, BMP and JPEG), with their file extensions.
+RISKY_FORMATS = {1: ("WebP", "GIF", "BMP"), 3: ("WebP",), 4: ("WebP", "GIF", "JPEG")}
+_EXTENSIONS = {"WebP": (".webp",), "GIF": (".gif",), "BMP": (".bmp",), "JPEG": (".jpg", ".jpeg")}
 _RISKY_EXTENSIONS = {
-    1: (".webp", ".gif", ".bmp"),
-    3: (".webp",),
-    4: (".webp", ".gif", ".jpg", ".jpeg"),
+    channels: tuple(ext for kind in kinds for ext in _EXTENSIONS[kind])
+    for channels, kinds in RISKY_FORMATS.items()
 }
 
 
@@ -104,30 +106,26 @@ def _needs_native_decode(raw: tf.Tensor, channels: int) -> tf.Tensor:
     return is_webp
 
 
+# Where the R, G, B and A channels of an image of 1 to 4 channels (gray, gray
+# + alpha, RGB, RGBA) are, once an opaque alpha channel is appended to it.
+_RGBA_CHANNELS = ((0, 0, 0, 1), (0, 0, 0, 1), (0, 1, 2, 3), (0, 1, 2, 3))
+
+
 def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """Converts a uint8 image of 1 to 4 channels (gray, gray+alpha, RGB, RGBA)."""
+    """Converts a uint8 image of 1 to 4 channels (gray, gray+alpha, RGB, RGBA).
 
-    def gray(x: tf.Tensor) -> tf.Tensor:
-        return x[:, :, :1] if x.shape[-1] in (1, 2) else tf.image.rgb_to_grayscale(x[:, :, :3])
-
-    def rgb(x: tf.Tensor) -> tf.Tensor:
-        return tf.image.grayscale_to_rgb(x[:, :, :1]) if x.shape[-1] in (1, 2) else x[:, :, :3]
-
-    def alpha(x: tf.Tensor) -> tf.Tensor:
-        if x.shape[-1] in (2, 4):
-            return x[:, :, -1:]
-        return tf.fill(tf.shape(x[:, :, :1]), tf.constant(255, tf.uint8))
-
-    def convert(native: int) -> tf.Tensor:
-        x = tf.ensure_shape(image, (None, None, native))
-        if channels == 1:
-            return gray(x)
-        if channels == 3:
-            return rgb(x)
-        return tf.concat([rgb(x), alpha(x)], axis=-1)
-
-    branches = [lambda n=n: convert(n) for n in (1, 2, 3, 4)]
-    return tf.switch_case(tf.shape(image)[-1] - 1, branches)
+    Gray is copied to R, G and B; a missing alpha channel is opaque; RGB is
+    made gray by `tf.image.rgb_to_grayscale`, gray stays as it is.
+    """
+    native = tf.shape(image)[-1]
+    opaque = tf.fill(tf.shape(image[:, :, :1]), tf.constant(255, tf.uint8))
+    padded = tf.concat([image, opaque], axis=-1)
+    rgba = tf.gather(padded, tf.constant(_RGBA_CHANNELS)[native - 1], axis=-1)
+    if channels == 4:
+        return rgba
+    if channels == 3:
+        return rgba[:, :, :3]
+    return tf.where(native <= 2, rgba[:, :, :1], tf.image.rgb_to_grayscale(rgba[:, :, :3]))
 
 
 def _decode(raw: tf.Tensor, channels: int, check_format: bool) -> tf.Tensor:
@@ -167,29 +165,32 @@ def make_image_loader(
 
     Returns:
         A TensorFlow-traceable function `path -> float32 image` of static
-        shape `options.image_shape`, with values in 0..255.
+        shape `options.image_shape`, with values in 0..255. It raises
+        TensorFlow's error if the file cannot be read or decoded.
     """
-    height, width = options.image_size
     channels = options.num_channels
-    method = options.interpolation
-    channels_first = options.data_format == "channels_first"
-    shape = options.image_shape
 
     def load(path: tf.Tensor) -> tf.Tensor:
-        image = _decode(tf.io.read_file(path), channels, check_format)
-        if options.crop_to_aspect_ratio:
-            image = tf.image.resize(_centre_crop(image, height, width), (height, width), method)
-        elif options.pad_to_aspect_ratio:
-            image = tf.image.resize_with_pad(image, height, width, method=method)
-        else:
-            image = tf.image.resize(image, (height, width), method=method)
-        image = tf.cast(image, tf.float32)
-        if channels_first:
-            image = tf.transpose(image, (2, 0, 1))
-        image.set_shape(shape)
-        return image
+        return _resize(_decode(tf.io.read_file(path), channels, check_format), options)
 
     return load
+
+
+def _resize(image: tf.Tensor, options: ImageOptions) -> tf.Tensor:
+    """Resizes (crops, pads) a decoded uint8 image as Keras does; float32, `data_format` order."""
+    height, width = options.image_size
+    method = options.interpolation
+    if options.crop_to_aspect_ratio:
+        image = tf.image.resize(_centre_crop(image, height, width), (height, width), method)
+    elif options.pad_to_aspect_ratio:
+        image = tf.image.resize_with_pad(image, height, width, method=method)
+    else:
+        image = tf.image.resize(image, (height, width), method=method)
+    image = tf.cast(image, tf.float32)
+    if options.data_format == "channels_first":
+        image = tf.transpose(image, (2, 0, 1))
+    image.set_shape(options.image_shape)
+    return image
 
 
 def load_images(

@@ -2,44 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from balanced_sampler import ALLOWED_FORMATS, index_directory
-from kerasgen_tf._args import check_bool, check_directory
+from kerasgen_tf._args import check_bool
 from kerasgen_tf._datasets import check_dataset_options, make_datasets
+from kerasgen_tf._gfile import scandir_for
 
 __all__ = ["balanced_image_dataset_from_directory"]
 
 
-def _check_labels_argument(labels: object, class_names: object) -> None:
-    if isinstance(labels, str):
-        if labels != "inferred":
-            raise ValueError(
-                '`labels` argument should be "inferred", None, or a list/tuple of '
-                "integer labels of the same size as the number of image files in "
-                f"the target directory. Received: labels={labels!r}"
-            )
-        return
-    if labels is None:
-        return
-    if not isinstance(labels, (list, tuple, np.ndarray)):
-        raise ValueError(
-            "`labels` argument should be a list/tuple of integer labels, of the same "
-            "size as the number of image files in the target directory. If you wish "
-            "to infer the labels from the subdirectory names in the target directory, "
-            'pass `labels="inferred"`. If you wish to get a dataset that only contains '
-            f"images (no labels), pass `labels=None`. Received: labels={labels!r}"
-        )
-    if class_names:
-        raise ValueError(
-            'You can only pass `class_names` if `labels="inferred"`. '
-            f"Received: labels={labels!r}, and class_names={class_names!r}"
-        )
+@contextlib.contextmanager
+def _garbage_collector_paused() -> Iterator[None]:
+    """Pauses Python's cyclic garbage collector (if on) while the block runs.
+
+    Listing a folder tree allocates a few small objects per folder and
+    keeps them, which makes Python run a full collection that walks every
+    object of the process: with TensorFlow loaded, about 0.2 s of the 0.4 s
+    it takes to list 50,000 files in 10,000 folders. The listing makes no
+    reference cycles, so nothing is left for the collector to free.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def balanced_image_dataset_from_directory(
@@ -111,7 +107,9 @@ def balanced_image_dataset_from_directory(
         directory: Directory where the data is located. If `labels` is
             `"inferred"`, it should contain subdirectories, each containing
             images for a class. Otherwise, the directory structure is
-            ignored.
+            ignored. Any path `tf.io.gfile` reads works, e.g.
+            `"gs://bucket/images"`: paths with a URL scheme are listed with
+            `tf.io.gfile`, local ones with `os.scandir`.
         num_classes_per_batch: P, the number of distinct classes per batch.
             Defaults to 2.
         num_images_per_class: K, the number of images of each class per
@@ -229,11 +227,8 @@ def balanced_image_dataset_from_directory(
             than `num_classes_per_batch`).
         FileNotFoundError: If `directory` does not exist.
     """
-    root = check_directory(directory)
-    _check_labels_argument(labels, class_names)
     options = check_dataset_options(
         label_mode=label_mode,
-        class_names=class_names,
         color_mode=color_mode,
         image_size=image_size,
         interpolation=interpolation,
@@ -258,26 +253,21 @@ def balanced_image_dataset_from_directory(
     follow = check_bool("follow_links", follow_links)
     mode = options.label_mode
     if labels is None or mode is None:
-        # Images only, but the batches are still balanced by class folder.
-        mode = None
+        mode = None  # Images only, but the batches are still balanced by class folder.
         if labels is None:
             labels = "inferred"
-
-    index_files: Any = index_directory  # Its overloads cannot see the checks above.
-    indexed = index_files(
-        root, labels, class_names=options.class_names, formats=ALLOWED_FORMATS, follow_links=follow
-    )
-    file_paths, file_labels, found_names = indexed
+    # `directory`, `labels` and `class_names` are checked by `index_directory`, before it
+    # lists anything.
+    index_files: Any = index_directory  # Its overloads cannot see the checks it makes.
+    with _garbage_collector_paused():
+        file_paths, file_labels, found_names = index_files(
+            directory,
+            labels,
+            class_names=class_names,
+            formats=ALLOWED_FORMATS,
+            follow_links=follow,
+            scandir=scandir_for(directory),
+        )
     if options.verbose:
         print(f"Found {len(file_paths)} files belonging to {len(found_names)} classes.")
-    return make_datasets(
-        file_paths,
-        file_labels,
-        found_names,
-        options.sampling,
-        options.image,
-        mode,
-        options.verbose,
-        on_bad_image=options.on_bad_image,
-        verify_images=options.verify_images,
-    )
+    return make_datasets(file_paths, file_labels, found_names, options, mode)

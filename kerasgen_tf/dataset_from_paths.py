@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from kerasgen_tf._args import check_class_names
 from kerasgen_tf._datasets import check_dataset_options, make_datasets
 
 __all__ = ["balanced_image_dataset_from_paths"]
@@ -176,9 +177,9 @@ def balanced_image_dataset_from_paths(
             fit `label_mode` or the batching asked for.
     """
     paths = _check_file_paths(file_paths)
+    names = check_class_names(class_names)
     options = check_dataset_options(
         label_mode=label_mode,
-        class_names=class_names,
         color_mode=color_mode,
         image_size=image_size,
         interpolation=interpolation,
@@ -200,17 +201,7 @@ def balanced_image_dataset_from_paths(
         on_bad_image=on_bad_image,
         verify_images=verify_images,
     )
-    int_labels, found_names = _labels_and_names(labels, options.class_names, len(paths))
+    int_labels, found_names = _labels_and_names(labels, names, len(paths))
     if options.verbose:
         print(f"Using {len(paths)} files belonging to {len(found_names)} classes.")
-    return make_datasets(
-        paths,
-        int_labels,
-        found_names,
-        options.sampling,
-        options.image,
-        options.label_mode,
-        options.verbose,
-        on_bad_image=options.on_bad_image,
-        verify_images=options.verify_images,
-    )
+    return make_datasets(paths, int_labels, found_names, options, options.label_mode)

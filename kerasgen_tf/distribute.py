@@ -1,51 +1,64 @@
-"""Scaling out: `tf.distribute` input pipelines and checkpointable epochs.
+"""Scaling out: `tf.distribute` input pipelines, checkpointable epochs, tf.data service.
 
-Both functions take a dataset made by `balanced_image_dataset_from_directory`
-or `balanced_image_dataset_from_paths` and rebuild its pipeline (same files,
-labels, images and sampling options, same seed):
+Every function takes a dataset made by `balanced_image_dataset_from_directory`
+or `balanced_image_dataset_from_paths` and builds the same pipeline (same
+files, labels, image options, `on_bad_image` handling and seed) from
+another plan source:
 
-- `distributed_dataset_fn(dataset)` returns the function to give to
-  `strategy.distribute_datasets_from_function`: each input pipeline plays
+- `distributed_dataset_fn(dataset)` / `sharded_dataset(dataset, ctx)`: for
+  `strategy.distribute_datasets_from_function`; each input pipeline plays
   its own shard of the global plan, every replica gets whole P x K batches
   and every replica the same number of steps.
-- `checkpointable_dataset(dataset, epoch)` plays one epoch from its
-  materialised plan (`from_tensor_slices`), so an iterator over it can be
-  saved with `tf.train.Checkpoint` mid-epoch and restored in another
-  process. The datasets of the builders use `from_generator`, which cannot
-  be checkpointed.
+- `checkpointable_dataset(dataset, epoch)`: one epoch from its materialised
+  plan, so an iterator over it can be saved with `tf.train.Checkpoint`
+  mid-epoch and restored in another process.
+- `data_service_dataset(dataset, service, num_epochs=...)`: the decoding
+  runs on tf.data service workers, every planned batch exactly once.
+
+A bad image file does the same on every path (see `kerasgen_tf._bad_images`):
+the decoding stage finds it inside the graph (on the worker, for tf.data
+service) and the process that consumes the batches raises the error that
+names it, or warns and records it with `on_bad_image="skip"`.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Callable
-from typing import Any
 
-import numpy as np
+import attrs
 import tensorflow as tf
 
 from balanced_sampler import BalancedBatchSampler
-from kerasgen_tf._pipeline import load_batches
+from balanced_sampler.checks import check_int
+from kerasgen_tf._batches import plain
+from kerasgen_tf._pipeline import Pipeline, attach, pipeline_of
+from kerasgen_tf._plans import PlanTable, live_plans
 
-__all__ = ["checkpointable_dataset", "distributed_dataset_fn", "sharded_dataset"]
+__all__ = [
+    "checkpointable_dataset",
+    "data_service_dataset",
+    "distributed_dataset_fn",
+    "sharded_dataset",
+]
 
 
-def _pipeline_of(dataset: object) -> dict[str, Any]:
-    spec = getattr(dataset, "_kerasgen_pipeline", None)
-    sampler = getattr(dataset, "sampler", None)
-    if not isinstance(spec, dict) or not isinstance(sampler, BalancedBatchSampler):
+def _source(dataset: object) -> tuple[Pipeline, BalancedBatchSampler]:
+    """The pipeline and sampler of a dataset made by kerasgen_tf (not sharded already)."""
+    pipeline = pipeline_of(dataset)
+    if pipeline is None:
         raise TypeError(
             "`dataset` must be a dataset returned by `balanced_image_dataset_from_directory` "
             "or `balanced_image_dataset_from_paths` (one of the pair for subset='both'). "
             f"Received: dataset={dataset!r}"
         )
+    sampler: BalancedBatchSampler = dataset.sampler  # type: ignore[attr-defined]
     if sampler.num_shards != 1:
         raise ValueError(
             "`dataset` must not be sharded already. "
             f"Received: a dataset whose sampler has num_shards={sampler.num_shards}"
         )
-    return spec
+    return pipeline, sampler
 
 
 def _check_input_context(input_context: object) -> tuple[int, int, int]:
@@ -68,7 +81,9 @@ def _check_input_context(input_context: object) -> tuple[int, int, int]:
 
 
 def _sharded_sampler(
-    dataset: Any, spec: dict[str, Any], input_context: tf.distribute.InputContext | None
+    pipeline: Pipeline,
+    base: BalancedBatchSampler,
+    input_context: tf.distribute.InputContext | None,
 ) -> tuple[BalancedBatchSampler, int]:
     """Returns the sampler of one pipeline and the number of batches it plays per epoch.
 
@@ -79,13 +94,12 @@ def _sharded_sampler(
     batches of the epoch are left out. Its local replicas then receive those
     batches in turn, one whole batch each per step.
     """
-    base: BalancedBatchSampler = dataset.sampler
     if input_context is None:
         pipelines, pipeline_id, local_replicas = 1, 0, 1
     else:
         pipelines, pipeline_id, local_replicas = _check_input_context(input_context)
     replicas = pipelines * local_replicas
-    if pipelines > 1 and base.shuffle and not spec["seeded"]:
+    if pipelines > 1 and base.shuffle and not pipeline.seed_given:
         raise ValueError(
             "With several input pipelines (workers), every worker must plan the same "
             "epochs: build the dataset with an explicit integer `seed`. Received: seed=None "
@@ -99,16 +113,9 @@ def _sharded_sampler(
     with warnings.catch_warnings():
         # The dataset's own sampler has already warned about dropped classes.
         warnings.simplefilter("ignore", UserWarning)
-        sampler = BalancedBatchSampler(
-            base.labels,
-            base.num_classes_per_batch,
-            base.num_images_per_class,
-            safe_triplet=base.safe_triplet,
+        sampler = attrs.evolve(
+            base,
             samples_per_epoch=samples_per_epoch,
-            class_weights=base.class_weights,
-            small_classes=base.small_classes,
-            shuffle=base.shuffle,
-            seed=base.seed,
             num_shards=pipelines,
             shard_index=pipeline_id,
         )
@@ -121,29 +128,6 @@ def _sharded_sampler(
         )
     sampler.set_epoch(base.epoch)
     return sampler, steps * local_replicas
-
-
-def _build(
-    dataset: Any, spec: dict[str, Any], indices: tf.data.Dataset, sampler: BalancedBatchSampler
-) -> tf.data.Dataset:
-    batch_size = sampler.batch_size if sampler.safe_triplet else None
-    out = load_batches(
-        indices,
-        dataset.file_paths,
-        spec["labels"],
-        batch_size,
-        spec["image"],
-        spec["label_mode"],
-        spec["num_classes"],
-    )
-    return out
-
-
-def _attach(out: tf.data.Dataset, dataset: Any, sampler: BalancedBatchSampler) -> tf.data.Dataset:
-    out.class_names = dataset.class_names
-    out.file_paths = dataset.file_paths
-    out.sampler = sampler
-    return out
 
 
 def sharded_dataset(
@@ -161,7 +145,9 @@ def sharded_dataset(
     Returns:
         A `tf.data.Dataset` of whole P x K batches (per-replica batches),
         `steps * replicas_per_pipeline` of them per epoch, each new iterator
-        playing the next epoch.
+        playing the next epoch. It carries `class_names`, `file_paths`,
+        `sampler` (this pipeline's shard) and `skipped_files` (shared with
+        `dataset`).
 
     Raises:
         TypeError: If `dataset` was not made by kerasgen_tf or
@@ -169,20 +155,10 @@ def sharded_dataset(
         ValueError: If several pipelines would plan with different seeds,
             or if an epoch has fewer batches than replicas.
     """
-    spec = _pipeline_of(dataset)
-    sampler, length = _sharded_sampler(dataset, spec, input_context)
-    batch_size = sampler.batch_size if sampler.safe_triplet else None
-
-    def epoch_batches() -> Any:
-        # Called once per iterator: the sampler's next epoch, truncated to `length`.
-        for batch in itertools.islice(sampler.iter_arrays(), length):
-            yield np.asarray(batch, dtype=np.int64)
-
-    indices = tf.data.Dataset.from_generator(
-        epoch_batches, output_signature=tf.TensorSpec((batch_size,), tf.int64)
-    )
-    indices = indices.apply(tf.data.experimental.assert_cardinality(length))
-    return _attach(_build(dataset, spec, indices, sampler), dataset, sampler)
+    pipeline, base = _source(dataset)
+    sampler, length = _sharded_sampler(pipeline, base, input_context)
+    out = pipeline.build(live_plans(sampler, length))
+    return attach(out, pipeline, sampler, dataset.class_names, dataset.file_paths)
 
 
 def distributed_dataset_fn(
@@ -232,12 +208,23 @@ def distributed_dataset_fn(
     Raises:
         TypeError: If `dataset` was not made by kerasgen_tf.
     """
-    _pipeline_of(dataset)
+    _source(dataset)
 
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         return sharded_dataset(dataset, input_context)
 
     return dataset_fn
+
+
+def _checkpointable_options() -> tf.data.Options:
+    options = tf.data.Options()
+    # Checkpoints hold positions only (no decoded images): every stage can
+    # recompute its elements from the plan.
+    options.experimental_symbolic_checkpoint = True
+    # The report stage calls Python (`tf.py_function`) only to warn about or
+    # record a bad file; that state is not part of the input position.
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    return options
 
 
 def checkpointable_dataset(
@@ -249,12 +236,11 @@ def checkpointable_dataset(
 
     The datasets of the builders draw each epoch from the sampler through
     `tf.data.Dataset.from_generator`, which `tf.train.Checkpoint` cannot
-    save. This one holds the plan of `epoch` as constant tensors
-    (`from_tensor_slices` of the batch boundaries over the flat index
-    vector), so an iterator over it can be saved mid-epoch and restored in a
-    fresh process, where it continues with exactly the batches the original
-    would have given (the plan is a pure function of the seed and the epoch,
-    so rebuild it with the same seed):
+    save. This one holds the plan of `epoch` as constant tensors, so an
+    iterator over it can be saved mid-epoch and restored in a fresh
+    process, where it continues with exactly the batches the original
+    would have given (the plan is a pure function of the seed and the
+    epoch, so rebuild it with the same seed):
 
     ```python
     ds = checkpointable_dataset(train_ds, epoch)
@@ -264,10 +250,11 @@ def checkpointable_dataset(
 
     Both modes work (exhaustive batches of varying sizes too); in fixed mode
     the batch dimension is static. Checkpoints hold only positions, not
-    prefetched images (`experimental_symbolic_checkpoint`). Use it when you
-    must resume mid-epoch; otherwise the builders' datasets are simpler
-    (each pass is the next epoch, nothing to rebuild) and resuming at an
-    epoch boundary only needs `dataset.sampler.set_epoch(epoch)`.
+    prefetched images (`experimental_symbolic_checkpoint`). Bad image files
+    are handled as in `dataset` (`on_bad_image`). Use it when you must
+    resume mid-epoch; otherwise the builders' datasets are simpler (each
+    pass is the next epoch, nothing to rebuild) and resuming at an epoch
+    boundary only needs `dataset.sampler.set_epoch(epoch)`.
 
     Args:
         dataset: A dataset returned by `balanced_image_dataset_from_directory`
@@ -288,26 +275,120 @@ def checkpointable_dataset(
         ValueError: If `epoch` is not an integer >= 0, or as
             `distributed_dataset_fn` when sharding.
     """
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
-        raise TypeError(f"`epoch` must be an integer >= 0. Received: epoch={epoch!r}")
-    if epoch < 0:
-        raise ValueError(f"`epoch` must be an integer >= 0. Received: epoch={epoch!r}")
-    spec = _pipeline_of(dataset)
-    sampler, length = _sharded_sampler(dataset, spec, input_context)
-    batches = sampler.plan(int(epoch))[:length]
-    sizes = np.fromiter((len(b) for b in batches), np.int64, len(batches))
-    ends = np.cumsum(sizes)
-    flat = tf.constant(np.concatenate(batches).astype(np.int64))
-    batch_size = sampler.batch_size if sampler.safe_triplet else None
+    epoch = check_int("epoch", epoch, minimum=0)
+    pipeline, base = _source(dataset)
+    sampler, length = _sharded_sampler(pipeline, base, input_context)
+    plans = PlanTable.from_sampler(sampler, epoch, 1, length).dataset()
+    out = pipeline.build(plans).with_options(_checkpointable_options())
+    return attach(out, pipeline, sampler, dataset.class_names, dataset.file_paths)
 
-    def cut(start: tf.Tensor, end: tf.Tensor) -> tf.Tensor:
-        index = flat[start:end]
-        index.set_shape((batch_size,))
-        return index
 
-    bounds = tf.data.Dataset.from_tensor_slices((ends - sizes, ends))
-    indices = bounds.map(cut)
-    out = _build(dataset, spec, indices, sampler)
-    options = tf.data.Options()
-    options.experimental_symbolic_checkpoint = True
-    return _attach(out.with_options(options), dataset, sampler)
+def _check_service(service: object) -> str:
+    if not isinstance(service, str) or not service:
+        raise TypeError(
+            "`service` must be the address of a tf.data service dispatcher, e.g. "
+            '"grpc://dispatcher-host:5050" (`DispatchServer(...).target`). '
+            f"Received: service={service!r}"
+        )
+    return service
+
+
+def data_service_dataset(
+    dataset: tf.data.Dataset,
+    service: str,
+    *,
+    num_epochs: int,
+    first_epoch: int = 0,
+    compression: str | None = "AUTO",
+) -> tf.data.Dataset:
+    """Decodes `dataset`'s batches on tf.data service workers.
+
+    ```python
+    # On any machines: a dispatcher and CPU workers (see the README, "Scaling out").
+    train_ds = balanced_image_dataset_from_directory("gs://bucket/images", 8, 4, ...)
+    remote = data_service_dataset(train_ds, "grpc://dispatcher:5050", num_epochs=10)
+    model.fit(remote, epochs=10, steps_per_epoch=len(train_ds))
+    ```
+
+    The plans of epochs `first_epoch, ..., first_epoch + num_epochs - 1` are
+    computed here (`dataset.sampler.plan(e)`) and each epoch is registered
+    with the dispatcher as its own dataset: the plan as a constant, then
+    the decode of `dataset` (read, decode, resize; bad files found, and
+    replaced with `on_bad_image="skip"`). The workers share each epoch's
+    batches dynamically (`ShardingPolicy.DYNAMIC`): every planned batch is
+    decoded by exactly one worker and delivered exactly once, whole (P x K
+    in fixed mode).
+
+    Order: epochs are delivered one after the other, each complete (every
+    batch of epoch `e` comes before any batch of epoch `e + 1`, so each
+    Keras epoch of `fit(..., steps_per_epoch=len(dataset))` plays exactly
+    one planned epoch). Inside an epoch, batches arrive in the order the
+    workers finish them, which may differ from `plan(e)` when there are
+    several workers; with one worker it is `plan(e)`'s order.
+
+    Bad files do what they do in `dataset`: the error that names the file
+    (`on_bad_image="error"`), or the warning and `skipped_files` entry
+    (`"skip"`), is raised or recorded here, in the process that iterates,
+    from what the worker found.
+
+    Memory: each registered epoch holds the file paths (their length in
+    bytes), 4 bytes of label per file and the epoch's plan (8 bytes per
+    slot of the largest batch, in every batch: `PlanTable.nbytes`); the
+    dispatcher keeps every registered epoch until it stops.
+
+    Args:
+        dataset: A dataset returned by `balanced_image_dataset_from_directory`
+            or `balanced_image_dataset_from_paths` (files must be readable
+            by the workers at the same paths, e.g. `gs://` or a shared disk).
+        service: The dispatcher's address, e.g. `"grpc://host:5050"`.
+        num_epochs: How many epochs to play, >= 1.
+        first_epoch: The first epoch, >= 0 (to resume at an epoch boundary).
+        compression: How workers compress batches for the network, as
+            `tf.data.experimental.service.register_dataset` takes it:
+            `"AUTO"` (default) or None (no compression: less CPU, for fast
+            networks or workers on the same machine).
+
+    Returns:
+        A `tf.data.Dataset` of `num_epochs * len(dataset)` batches, as
+        `dataset` yields them; every new iterator plays the same epochs.
+        It carries `class_names`, `file_paths`, `sampler` and
+        `skipped_files` (shared with `dataset`).
+
+    Raises:
+        TypeError: If `dataset` was not made by kerasgen_tf, or `service`
+            is not an address.
+        ValueError: If `num_epochs` or `first_epoch` is out of range.
+    """
+    service = _check_service(service)
+    num_epochs = check_int("num_epochs", num_epochs, minimum=1)
+    first_epoch = check_int("first_epoch", first_epoch, minimum=0)
+    if compression not in ("AUTO", None):
+        raise ValueError(
+            f'`compression` must be "AUTO" or None. Received: compression={compression!r}'
+        )
+    pipeline, sampler = _source(dataset)
+    service_api = tf.data.experimental.service
+    dataset_ids = []
+    for epoch in range(first_epoch, first_epoch + num_epochs):
+        plans = PlanTable.from_sampler(sampler, epoch, 1).dataset()
+        decoded = pipeline.decoded(plans).prefetch(tf.data.AUTOTUNE)
+        dataset_ids.append(
+            service_api.register_dataset(service, decoded, compression=compression)
+        )
+    element_spec = decoded.element_spec
+
+    def read(dataset_id: tf.Tensor) -> tf.data.Dataset:
+        # One job per epoch, read to its known length: stopping there spares the
+        # wait (about a second) for the workers to report that the job is done.
+        epoch = service_api.from_dataset_id(
+            processing_mode=service_api.ShardingPolicy.DYNAMIC,
+            service=service,
+            dataset_id=dataset_id,
+            element_spec=element_spec,
+        )
+        return epoch.take(len(sampler))
+
+    epochs = tf.data.Dataset.from_tensor_slices(tf.stack(dataset_ids)).flat_map(plain(read))
+    out = pipeline.finished(epochs)
+    out = out.apply(tf.data.experimental.assert_cardinality(num_epochs * len(sampler)))
+    return attach(out, pipeline, sampler, dataset.class_names, dataset.file_paths)

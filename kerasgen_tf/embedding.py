@@ -15,13 +15,14 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import keras
 import numpy as np
 import tensorflow as tf
 
 from balanced_sampler.checks import check_int
-from kerasgen_tf._bad_images import describe_bad_image
-from kerasgen_tf._decode import make_image_loader, needs_format_check
+from kerasgen_tf._pipeline import Pipeline, pipeline_of
+from kerasgen_tf._plans import PlanTable
 
 __all__ = ["embed_dataset", "is_balanced_dataset", "sequential_dataset"]
 
@@ -40,18 +41,18 @@ def is_balanced_dataset(dataset: object) -> bool:
     return hasattr(dataset, "sampler") and hasattr(dataset, "file_paths")
 
 
-def _image_options(dataset: Any) -> Any:
-    """The decoding options a balanced dataset was built with."""
-    spec = getattr(dataset, "_kerasgen_pipeline", None)
-    if not isinstance(spec, dict) or "image" not in spec:
+def _pipeline(dataset: Any) -> Pipeline:
+    """The pipeline a balanced dataset was built with (its decoding, guard and cache)."""
+    pipeline = pipeline_of(dataset)
+    if pipeline is None:
         raise TypeError(
-            "This dataset carries `sampler` and `file_paths` but not the image options of "
-            "the dataset builders, so its images cannot be read in sequential order. Pass "
-            "the dataset returned by `balanced_image_dataset_from_directory` or "
-            "`balanced_image_dataset_from_paths` (not one rebuilt by "
-            f"`kerasgen_tf.distribute`). Received: dataset={dataset!r}"
+            "This dataset carries `sampler` and `file_paths` but is not the dataset returned "
+            "by `balanced_image_dataset_from_directory` or `balanced_image_dataset_from_paths` "
+            "(a dataset derived from it by `map`, `batch`... is a new dataset), so its images "
+            "cannot be read in sequential order. Pass the dataset those functions return. "
+            f"Received: dataset={dataset!r}"
         )
-    return spec["image"]
+    return pipeline
 
 
 def _check_batch_size(batch_size: object) -> int | None:
@@ -125,28 +126,29 @@ def sequential_dataset(
         ValueError: If `batch_size` is not an int >= 1 or a position is outside
             `file_paths`.
     """
-    images, labels, _ = _sequential(dataset, _check_batch_size(batch_size), samples)
-    return images, labels
+    return _sequential(dataset, _check_batch_size(batch_size), samples)
 
 
 def _sequential(
     dataset: Any, batch_size: int | None, samples: object = None
-) -> tuple[tf.data.Dataset, np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, Any]]:
-    """`sequential_dataset` plus the indices into `file_paths` of its samples."""
+) -> tuple[tf.data.Dataset, np.ndarray[Any, np.dtype[np.int64]]]:
+    """`sequential_dataset` with its batch size checked."""
     if not is_balanced_dataset(dataset):
         raise TypeError(
             "`dataset` must be a dataset returned by `balanced_image_dataset_from_directory` "
             f"or `balanced_image_dataset_from_paths`. Received: dataset={dataset!r}"
         )
-    options = _image_options(dataset)
+    pipeline = _pipeline(dataset)
     kept = _kept_samples(dataset, samples)
-    paths = [dataset.file_paths[i] for i in kept.tolist()]
     labels = np.asarray(dataset.sampler.labels, dtype=np.int64)[kept]
-    load = make_image_loader(options, check_format=needs_format_check(paths, options.num_channels))
-    images = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
-    images = images.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    images = images.batch(batch_size or dataset.sampler.batch_size).prefetch(tf.data.AUTOTUNE)
-    return images, labels, kept
+    size = batch_size or dataset.sampler.batch_size
+    if len(kept) == 0:
+        raise ValueError("`dataset` has no loadable file: there is nothing to embed.")
+    plans = PlanTable.from_batches([kept[i : i + size] for i in range(0, len(kept), size)])
+    # The dataset's own decoding and bad-file guard, without its labels.
+    images = attrs.evolve(pipeline, label_mode=None, batch_size=plans.batch_size)
+    images_ds = images.build(plans.dataset())
+    return images_ds, labels
 
 
 def _as_label_vector(labels: Any) -> np.ndarray[Any, Any]:
@@ -193,18 +195,6 @@ def _pairs(dataset: tf.data.Dataset) -> Iterator[tuple[Any, Any]]:
         yield element[0], element[1]
 
 
-def _locate_bad_file(dataset: Any, kept: np.ndarray[Any, Any], batch: int, size: int) -> str:
-    """Names the unreadable files of one sequential batch, and why."""
-    load = tf.function(make_image_loader(_image_options(dataset)), reduce_retracing=True)
-    bad = []
-    for i in kept[batch * size : (batch + 1) * size].tolist():
-        path = dataset.file_paths[i]
-        reason = describe_bad_image(path, load)
-        if reason is not None:
-            bad.append(f"{path} (dataset.file_paths[{i}]): {reason}")
-    return "; ".join(bad) if bad else "(no single file fails on its own)"
-
-
 def embed_dataset(
     model: keras.Model, dataset: Any, *, batch_size: int | None = None, samples: Any = None
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -244,8 +234,7 @@ def embed_dataset(
             f"Received: dataset of type {type(dataset).__name__}"
         )
     if is_balanced_dataset(dataset):
-        images, labels, kept = _sequential(dataset, size, samples)
-        size = size or dataset.sampler.batch_size
+        images, labels = _sequential(dataset, size, samples)
         batches = iter(images)
         while True:
             try:
@@ -253,11 +242,11 @@ def embed_dataset(
             except StopIteration:
                 break
             except tf.errors.InvalidArgumentError as error:
-                where = _locate_bad_file(dataset, kept, len(outputs), size)
+                # The pipeline's own message names the file and what is wrong with it.
                 raise ValueError(
-                    f"Cannot embed the dataset: a file cannot be loaded: {where}. Remove it "
-                    "or build the dataset with `verify_images=True`."
-                ) from error
+                    f"Cannot embed the dataset: {error.message.strip()} Remove the file or "
+                    "build the dataset with `verify_images=True` or `on_bad_image='skip'`."
+                ) from None
             outputs.append(_embed_batch(model, batch))
         return _concatenate(outputs, len(labels)), labels
     if isinstance(dataset, tuple) and len(dataset) == 2:

@@ -226,6 +226,9 @@ class ClassNeighborRefresh(keras.callbacks.Callback):  # type: ignore[misc,unuse
         self._table_epochs: list[int] = []  # sampler epochs for which a table was set
         self._fit_started = False
         self._warned_late = False
+        # (Keras epoch, sampler epoch) at the start of `fit`: which sampler epoch a table
+        # computed after a Keras epoch deals when the pipeline does not run ahead.
+        self._fit_start = (0, 0)
 
     # ------------------------------------------------------------------ hooks
 
@@ -238,7 +241,10 @@ class ClassNeighborRefresh(keras.callbacks.Callback):  # type: ignore[misc,unuse
         if self._fit_started:
             return
         self._fit_started = True
-        if self._restore(epoch):
+        restored = self._restore(epoch)
+        state = self.sampler.state_dict()
+        self._fit_start = (epoch, state["epoch"] + (1 if state["next_batch"] else 0))
+        if restored:
             return
         if epoch >= self.warmup_epochs and self.sampler.class_neighbors_for() is None:
             self.refresh(after_epoch=epoch - 1)
@@ -362,7 +368,8 @@ class ClassNeighborRefresh(keras.callbacks.Callback):  # type: ignore[misc,unuse
         start = time.perf_counter()
         table, embedded, embed_seconds = self._compute(after_epoch)
         neighbor_seconds = time.perf_counter() - start - embed_seconds
-        upcoming = self.sampler.epoch
+        keras_start, sampler_start = self._fit_start
+        upcoming = sampler_start + after_epoch + 1 - keras_start
         first = self.sampler.set_class_neighbors(table)
         self.table = table
         self.refreshes.append(

@@ -362,16 +362,17 @@ def test_arguments_checked_before_any_file_is_read(tmp_path, monkeypatch):
 
 
 def test_a_failing_sampler_is_reported_not_hidden(tmp_path):
-    """An error while planning (in the generator) is raised, not swallowed."""
-    from kerasgen_tf._args import check_image_options
-    from kerasgen_tf._bad_images import build_guarded_dataset
+    """An error while planning an epoch is raised at its first batch, not swallowed."""
+    from kerasgen_tf._pipeline import pipeline_of
+    from kerasgen_tf._plans import live_plans
 
-    paths = _tree(tmp_path, {"a": 2, "b": 2})
-    files = paths["a"] + paths["b"]
+    _tree(tmp_path, {"a": 2, "b": 2})
+    dataset = _make(tmp_path, safe_triplet=True)
 
     class BrokenSampler:
         batch_size = 4
         safe_triplet = True
+        epoch = 0
 
         def __len__(self) -> int:
             return 3
@@ -380,18 +381,124 @@ def test_a_failing_sampler_is_reported_not_hidden(tmp_path):
             yield np.arange(4)
             raise RuntimeError("planning broke")
 
-    options = check_image_options(
-        color_mode="rgb",
-        image_size=SIZE,
-        interpolation="bilinear",
-        crop_to_aspect_ratio=False,
-        pad_to_aspect_ratio=False,
-        data_format="channels_last",
-    )
-    labels = np.array([0, 0, 1, 1])
-    dataset = build_guarded_dataset(BrokenSampler(), files, labels, options, "int", 2, "error", {})
-    iterator = iter(dataset)
-    images, _ = next(iterator)
-    assert images.shape == (4, *SIZE, 3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="planning broke"):
+    iterator = iter(pipeline_of(dataset).build(live_plans(BrokenSampler())))
+    # TensorFlow raises a Python exception of a `tf.py_function` as UnknownError.
+    with pytest.raises(tf.errors.UnknownError, match="planning broke"):
         next(iterator)
+
+
+# ------------------------------------------------------- the same on every path
+
+
+def _paths_of(dataset):
+    """The datasets that play `dataset`'s files by another path than its own."""
+    from kerasgen_tf.distribute import checkpointable_dataset, sharded_dataset
+
+    context = tf.distribute.InputContext(1, 0, 1)
+    return {
+        "builder": dataset,
+        "sharded_dataset": sharded_dataset(dataset, context),
+        "checkpointable_dataset": checkpointable_dataset(dataset, 0),
+    }
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["exhaustive", "fixed"])
+@pytest.mark.parametrize("path", ["builder", "sharded_dataset", "checkpointable_dataset"])
+def test_a_bad_file_stops_every_path_naming_it(tmp_path, path, fixed):
+    _tree(tmp_path, {"a": 3, "b": 3})
+    bad = _write_bad(tmp_path / "b", "truncated_jpeg")
+    dataset = _paths_of(_make(tmp_path, shuffle=False, safe_triplet=fixed))[path]
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _iterate(dataset)
+    message = str(info.value)
+    index = dataset.file_paths.index(bad)
+    assert f"Cannot load image file {bad} (dataset.file_paths[{index}]): the JPEG data" in message
+
+
+@pytest.mark.parametrize("path", ["builder", "sharded_dataset", "checkpointable_dataset"])
+def test_skip_is_the_same_on_every_path(tmp_path, path):
+    _tree(tmp_path, {"a": 3, "b": 3})
+    bad = _write_bad(tmp_path / "b", "text_as_png")
+    base = _make(tmp_path, on_bad_image="skip", safe_triplet=True)
+    dataset = _paths_of(base)[path]
+    with pytest.warns(BadImageWarning, match="notes.png"):
+        batches = _iterate(dataset)
+    assert len(batches) == len(dataset)
+    assert list(base.skipped_files) == [bad]
+    assert dataset.skipped_files is base.skipped_files
+    for images, labels in batches:
+        assert sorted(np.unique(labels.numpy(), return_counts=True)[1].tolist()) == [2, 2]
+        assert np.all(images.numpy().reshape(4, -1).max(axis=1) > 0)  # no blank row
+
+
+# ---------------------------------------------------------------- clear messages
+
+
+def test_cmyk_jpeg_in_grayscale_names_the_colour_conversion(tmp_path):
+    _tree(tmp_path, {"a": 2})
+    (tmp_path / "b").mkdir()
+    Image.fromarray(_pixels(4, (5, 6, 3))).convert("CMYK").save(tmp_path / "b" / "cmyk.jpg")
+    (tmp_path / "b" / "ok.png").write_bytes(_png_bytes(5))
+    dataset = _make(tmp_path, color_mode="grayscale", shuffle=False)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _iterate(dataset)
+    message = str(info.value)
+    assert "cmyk.jpg" in message
+    assert "cannot convert to grayscale, most likely a CMYK JPEG" in message
+    assert "color_mode=rgb" in message
+    assert "truncated" not in message
+
+
+def test_one_clean_message_per_bad_file(tmp_path, capfd):
+    """No Python traceback in the error; libjpeg's complaint printed once per decode pass."""
+    _tree(tmp_path, {"a": 3, "b": 3})
+    bad = _write_bad(tmp_path / "a", "truncated_jpeg")
+    dataset = _make(tmp_path)
+    capfd.readouterr()
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _iterate(dataset)
+    message = str(info.value)
+    assert message.count(bad) == 1
+    for noise in ("Traceback", "Detected at node", "_bad_images", ".py"):
+        assert noise not in message
+    assert capfd.readouterr().err.count("JPEG library") <= 1
+
+    skipping = _make(tmp_path, on_bad_image="skip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _iterate(skipping, epochs=3)
+    assert [w.category for w in caught] == [BadImageWarning]  # one warning for 3 epochs
+    assert capfd.readouterr().err.count("JPEG library") <= 3  # the first decode of each epoch
+
+
+def test_no_retracing_warning_with_several_datasets(tmp_path, caplog):
+    _tree(tmp_path, {"a": 3, "b": 3})
+    _write_bad(tmp_path / "a", "random_bytes")
+    _write_bad(tmp_path / "b", "truncated_jpeg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadImageWarning)
+        for seed in range(7):
+            _iterate(_make(tmp_path, on_bad_image="skip", seed=seed))
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_validation_split_zero_means_no_split(tmp_path):
+    _tree(tmp_path, {"a": 3, "b": 3})
+    dataset = _make(tmp_path, validation_split=0.0)
+    assert len(dataset.file_paths) == 6
+    with pytest.raises(ValueError, match=r"If `subset` is set, `validation_split` must be set"):
+        _make(tmp_path, validation_split=0, subset="training")
+
+
+def test_too_few_classes_in_a_subset_says_which_subset(tmp_path):
+    _tree(tmp_path, {name: 2 for name in "abcd"})
+    with pytest.raises(ValueError, match="num_classes_per_batch") as info:
+        _make(
+            tmp_path,
+            num_classes_per_batch=2,
+            validation_split=0.25,
+            subset="validation",
+            split_by="classes",
+        )
+    message = str(info.value)
+    assert "The validation subset (2 files of 1 of the 4 classes) cannot be batched" in message

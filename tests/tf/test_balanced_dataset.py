@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from balanced_sampler import SamplerWarning
 from kerasgen_tf import balanced_image_dataset_from_directory, balanced_image_dataset_from_paths
 
 P, K = 2, 2
@@ -300,3 +301,14 @@ def test_images_only_with_class_names(class_tree, class_sizes):
     assert isinstance(ds.element_spec, tf.TensorSpec)
     for path, label in zip(ds.file_paths, ds.sampler.labels, strict=True):
         assert f"/{names[label]}/" in path
+
+
+def test_dropped_small_classes_are_named_by_folder(class_tree):
+    # K=3: "eel" (2 images) and "fox" (1) are too small; the warning gives their folder names.
+    with pytest.warns(SamplerWarning, match=r"small_classes='drop'") as record:
+        balanced_image_dataset_from_directory(
+            class_tree, num_classes_per_batch=2, num_images_per_class=3, image_size=(8, 8),
+            safe_triplet=True, small_classes="drop", seed=1)
+    message = str(next(w.message for w in record if w.category is SamplerWarning))
+    assert "eel" in message
+    assert "fox" in message

@@ -85,7 +85,7 @@ def test_preview_names_a_file_that_cannot_be_loaded(tmp_path):
     assert len(lines) == 1, run.stderr
     assert lines[0] == (
         f"kerasgen: error: cannot load image {data / 'a' / '0.jpg'}: the file is not an image "
-        "in a supported format (JPEG, PNG, GIF, BMP, WebP); it starts with b'this is '"
+        "in a supported format (JPEG, PNG, GIF, BMP, WebP); its first bytes are 74 68 69 73 20 69 73 20 (this is )"
     )
 
 
