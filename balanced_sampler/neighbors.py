@@ -302,26 +302,35 @@ def _clustered_search(vectors: Floats, m: int, probes: int, seed: int) -> tuple[
     left = np.concatenate([vectors, np.ones((c, 1), dtype=vectors.dtype)], axis=1)
     right = np.concatenate([-2.0 * vectors, squared[:, None]], axis=1).astype(vectors.dtype)
     # The m best so far of every row; a row with fewer candidates than m keeps
-    # infinite scores (searched exactly below).
+    # infinite scores (searched exactly below). Indices in int32 when they fit:
+    # the merges move half the bytes.
+    index_type = np.int32 if c <= np.iinfo(np.int32).max else np.int64
     best = np.full((c, m), np.inf, dtype=vectors.dtype)
-    best_index = np.full((c, m), -1, dtype=np.int64)
+    found_index = np.full((c, m), -1, dtype=index_type)
+    members_typed = members_order.astype(index_type)
     for cluster in range(k):
-        members = members_order[member_starts[cluster] : member_starts[cluster + 1]]
+        low, high = member_starts[cluster], member_starts[cluster + 1]
         rows = probers[prober_starts[cluster] : prober_starts[cluster + 1]]
-        if len(members) == 0 or len(rows) == 0:
+        if high == low or len(rows) == 0:
             continue
-        scores = np.empty((len(rows), m + len(members)), dtype=vectors.dtype)
+        members = members_order[low:high]
+        width = m + len(members)
+        # Each row's m best so far, then its scores against the cluster's members.
+        scores = np.empty((len(rows), width), dtype=vectors.dtype)
         scores[:, :m] = best[rows]
         block = scores[:, m:]
         np.matmul(left[rows], right[members].T, out=block)
         # Every member probes its own cluster: rows and members are both in
         # increasing order, so each member's own row is found by a search.
         block[np.searchsorted(rows, members), np.arange(len(members))] = np.inf
+        candidates = np.empty((len(rows), width), dtype=index_type)
+        candidates[:, :m] = found_index[rows]
+        candidates[:, m:] = members_typed[low:high]
         keep = np.argpartition(scores, m - 1, axis=1)[:, :m]
-        picked = np.arange(len(rows))[:, None]
-        best[rows] = scores[picked, keep]
-        earlier = best_index[rows][picked, np.minimum(keep, m - 1)]
-        best_index[rows] = np.where(keep < m, earlier, members[np.maximum(keep - m, 0)])
+        flat = keep + (np.arange(len(rows)) * width)[:, None]  # one gather per array
+        best[rows] = scores.ravel()[flat]
+        found_index[rows] = candidates.ravel()[flat]
+    best_index: I64 = found_index.astype(np.int64)
     order = np.lexsort((best_index, best), axis=1)  # nearest first; ties: lower index
     best = np.take_along_axis(best, order, axis=1) + squared[:, None]
     best_index = np.take_along_axis(best_index, order, axis=1)

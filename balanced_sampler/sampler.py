@@ -28,7 +28,11 @@ from balanced_sampler.stats import HardBatchStats, PlanStats, plan_stats
 
 ClassWeights = str | float | Mapping[int, float] | Sequence[float]
 ClassNames = Sequence[str] | Mapping[int, str]
-ClassNeighbors = np.ndarray[Any, Any] | Sequence[Sequence[int]] | Mapping[int, Sequence[int]]
+ClassNeighbors = (
+    np.ndarray[Any, Any]
+    | Sequence[Sequence[int]]
+    | Mapping[int, Sequence[int] | np.ndarray[Any, Any]]
+)
 Categories = Mapping[int, Hashable]
 LabelTable = I64 | dict[int, I64]
 
@@ -604,14 +608,18 @@ class BalancedBatchSampler:
 
     # ----------------------------------------------------- hard-class batches
 
-    def set_class_neighbors(self, class_neighbors: ClassNeighbors | None) -> int:
+    def set_class_neighbors(
+        self, class_neighbors: ClassNeighbors | None, *, from_epoch: int | None = None
+    ) -> int:
         """Replaces the neighbour table from the next epoch on (never mid-epoch).
 
         The table applies from the epoch of the next batch if that batch
         starts an epoch and no iteration is in progress (e.g. between
         epochs, or before training), otherwise from the epoch after the one
-        being played. Epochs before keep the table they were planned with;
-        the sampler forgets tables no epoch from the current one on uses.
+        being played; or from a later `from_epoch`. Epochs before keep the
+        table they were planned with (a table set earlier for epochs from
+        that one on is replaced); the sampler forgets tables no epoch from
+        the current one on uses.
 
         This is what a callback that recomputes the neighbours (e.g. every
         few epochs, from class centroids of the model's embeddings) calls
@@ -625,14 +633,20 @@ class BalancedBatchSampler:
             class_neighbors: The new table (as `class_neighbors` at
                 construction), or None to deal the following epochs without
                 neighbours.
+            from_epoch: The first epoch to use it; default (None) the first
+                epoch not started (see above). Must not be before that
+                epoch: an epoch already started keeps its table. A restored
+                run uses it to give back a table that was set for an epoch
+                after its state's epoch.
 
         Returns:
             The first epoch that uses the new table.
 
         Raises:
-            ValueError: In exhaustive mode or with `categories`, or if the
-                table does not match the labels (see `class_neighbors`).
-            TypeError: If the table has the wrong type.
+            ValueError: In exhaustive mode or with `categories`, if the
+                table does not match the labels (see `class_neighbors`), or
+                if `from_epoch` is before the first epoch not started.
+            TypeError: If the table or `from_epoch` has the wrong type.
         """
         if not self.safe_triplet:
             raise ValueError(
@@ -652,6 +666,15 @@ class BalancedBatchSampler:
         else:
             epoch, batch = self._next_epoch, self._resume_batch
             first = epoch if batch == 0 else epoch + 1
+        if from_epoch is not None:
+            requested = _check_epoch("from_epoch", from_epoch)
+            if requested < first:
+                raise ValueError(
+                    f"`from_epoch` must be at least {first}, the first epoch not started yet: "
+                    "an epoch already started keeps the table it was planned with. "
+                    f"Received: from_epoch={from_epoch}"
+                )
+            first = requested
         schedule = [entry for entry in self._neighbor_schedule if entry[0] < first]
         schedule.append((first, table))
         # Forget the tables no epoch from the current one on uses.

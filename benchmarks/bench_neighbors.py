@@ -4,6 +4,7 @@ Commands (from the repository root):
 
     python benchmarks/bench_neighbors.py --repeats 3            # 100,000 and 20,000 classes
     python benchmarks/bench_neighbors.py --exact-large          # + the exact search on 100,000
+    python benchmarks/bench_neighbors.py --refresh --repeats 5  # ClassNeighborRefresh's step
 
 Centroids: C classes in 128 dimensions, drawn near a random 16- or 32-dimensional
 subspace (z @ W + 0.1 noise, as class centroids of a trained embedding tend to be), or
@@ -14,6 +15,13 @@ exact neighbours: the share of the exact M found, the share of the exact 10 near
 found, and the mean distance of the neighbours found over that of the exact ones.
 Also `class_centroids` on 1,000,000 embeddings of 100,000 classes. Times are medians of
 `--repeats` runs on a shared 2-core machine.
+
+`--refresh`: the neighbour step of `kerasgen_tf.hard_classes.ClassNeighborRefresh` alone
+(`class_neighbor_table`: centroids, then nearest classes; the embedding pass is the model's
+cost and not measured): 100,000 classes of 128 dimensions (16 intrinsic), embeddings of
+unit length around each centroid, 4 or 10 per class (`samples_per_class`), cosine distance
+(the callback's default) and euclidean, M = 64 and 128 (the callback's default 4 x P for
+P = 32); wall and CPU seconds (all threads).
 """
 
 from __future__ import annotations
@@ -71,11 +79,44 @@ def run(num_classes: int, kind: str, distance: str, search: str, repeats: int) -
     )
 
 
+def refresh_step(repeats: int) -> None:
+    """Times `class_neighbor_table` as `ClassNeighborRefresh` calls it on 100,000 classes."""
+    from balanced_sampler.neighbors import class_neighbor_table
+
+    num_classes = 100_000
+    x = centroids(num_classes, "16 intrinsic")
+    rng = np.random.default_rng(4)
+    print(f"{'embeddings':>10} {'distance':<9} {'M':>4} {'wall s':>7} {'CPU s':>7}")
+    for per_class in (4, 10):
+        labels = np.repeat(np.arange(num_classes), per_class)
+        embeddings = x[labels] + 0.05 * rng.standard_normal((len(labels), DIMENSIONS), np.float32)
+        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+        for distance, m in (("cosine", 64), ("cosine", 128), ("euclidean", 128)):
+            if per_class == 10 and distance == "euclidean":
+                continue
+            walls, cpus = [], []
+            for _ in range(repeats):
+                start, cpu = time.perf_counter(), time.process_time()
+                class_neighbor_table(embeddings, labels, m, distance=distance)
+                walls.append(time.perf_counter() - start)
+                cpus.append(time.process_time() - cpu)
+            print(
+                f"{len(labels):>10,} {distance:<9} {m:>4} {statistics.median(walls):>7.2f} "
+                f"{statistics.median(cpus):>7.2f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--exact-large", action="store_true", help="exact search on 100,000")
+    parser.add_argument("--refresh", action="store_true",
+                        help="only ClassNeighborRefresh's neighbour step (100,000 classes)")
     args = parser.parse_args()
+    if args.refresh:
+        print(f"# python benchmarks/bench_neighbors.py --refresh --repeats {args.repeats}")
+        refresh_step(args.repeats)
+        return
     print(
         f"# python benchmarks/bench_neighbors.py --repeats {args.repeats}"
         f"{' --exact-large' if args.exact_large else ''}"

@@ -22,15 +22,18 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         'kerasgen extra: pip install "kerasgen[tensorflow]"'
     ) from error
 
-from kerasgen_tf import evaluation, losses
+from kerasgen_tf import evaluation, hard_classes, losses
 from kerasgen_tf._bad_images import BadImageWarning
 from kerasgen_tf.dataset_from_directory import balanced_image_dataset_from_directory
 from kerasgen_tf.dataset_from_paths import balanced_image_dataset_from_paths
+from kerasgen_tf.hard_classes import ClassNeighborRefresh
 
 __all__ = [
     "BadImageWarning",
+    "ClassNeighborRefresh",
     "balanced_image_dataset_from_directory",
     "balanced_image_dataset_from_paths",
     "evaluation",
+    "hard_classes",
     "losses",
 ]

@@ -59,14 +59,42 @@ def _check_batch_size(batch_size: object) -> int | None:
     return None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
 
 
-def _kept_samples(dataset: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """Indices into `dataset.file_paths` of the files not known to be unreadable."""
-    paths = list(dataset.file_paths)
+def _check_samples(samples: object, num_files: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """`samples` as an int64 vector of positions in `file_paths`."""
+    array = np.asarray(samples)
+    if array.ndim != 1 or (array.size and (array.dtype.kind not in "iu")):
+        raise TypeError(
+            "`samples` must be a 1-D sequence of integer positions in `dataset.file_paths`. "
+            f"Received: an array of shape {array.shape} and dtype {array.dtype}"
+        )
+    positions = array.astype(np.int64)
+    outside = (positions < 0) | (positions >= num_files)
+    if outside.any():
+        raise ValueError(
+            f"`samples` must be positions in `dataset.file_paths`, in [0, {num_files}). "
+            f"Received: {int(positions[outside][0])} (and {int(outside.sum()) - 1} more outside)"
+        )
+    return positions
+
+
+def _kept_samples(
+    dataset: Any, samples: object = None
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Positions in `file_paths` (all, or `samples`) of the files not known to be unreadable."""
+    paths = dataset.file_paths
+    chosen = (
+        np.arange(len(paths), dtype=np.int64)
+        if samples is None
+        else _check_samples(samples, len(paths))
+    )
     skipped = set(getattr(dataset, "skipped_files", None) or ())
-    kept = np.array([i for i, path in enumerate(paths) if path not in skipped], dtype=np.int64)
-    if len(kept) < len(paths):
+    if not skipped:
+        return chosen
+    readable = np.array([paths[i] not in skipped for i in chosen.tolist()], dtype=bool)
+    kept: np.ndarray[Any, np.dtype[np.int64]] = chosen[readable]
+    if len(kept) < len(chosen):
         warnings.warn(
-            f"Embedding leaves out {len(paths) - len(kept)} of {len(paths)} files that "
+            f"Embedding leaves out {len(chosen) - len(kept)} of {len(chosen)} files that "
             "could not be loaded (listed in `dataset.skipped_files`).",
             stacklevel=4,
         )
@@ -74,7 +102,7 @@ def _kept_samples(dataset: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
 
 
 def sequential_dataset(
-    dataset: tf.data.Dataset, batch_size: int | None = None
+    dataset: tf.data.Dataset, batch_size: int | None = None, *, samples: Any = None
 ) -> tuple[tf.data.Dataset, np.ndarray[Any, np.dtype[np.int64]]]:
     """The images of a balanced dataset, each once, in the order of `file_paths`.
 
@@ -86,20 +114,23 @@ def sequential_dataset(
         dataset: A dataset returned by `balanced_image_dataset_from_directory` or
             `balanced_image_dataset_from_paths`.
         batch_size: Images per batch. Defaults to the dataset's P x K.
+        samples: Positions in `dataset.file_paths` to read instead of every file, in the
+            order given (e.g. a sample of each class).
 
     Returns:
         `(images, labels)`: a `tf.data.Dataset` of float32 image batches, and the int64
         labels of its samples in the same order.
 
     Raises:
-        TypeError: If `dataset` is not such a dataset.
-        ValueError: If `batch_size` is not an int >= 1.
+        TypeError: If `dataset` is not such a dataset, or `samples` not integer positions.
+        ValueError: If `batch_size` is not an int >= 1 or a position is outside
+            `file_paths`.
     """
-    return _sequential(dataset, _check_batch_size(batch_size))
+    return _sequential(dataset, _check_batch_size(batch_size), samples)
 
 
 def _sequential(
-    dataset: Any, batch_size: int | None
+    dataset: Any, batch_size: int | None, samples: object = None
 ) -> tuple[tf.data.Dataset, np.ndarray[Any, np.dtype[np.int64]]]:
     """`sequential_dataset` with its batch size checked."""
     if not is_balanced_dataset(dataset):
@@ -108,7 +139,7 @@ def _sequential(
             f"or `balanced_image_dataset_from_paths`. Received: dataset={dataset!r}"
         )
     pipeline = _pipeline(dataset)
-    kept = _kept_samples(dataset)
+    kept = _kept_samples(dataset, samples)
     labels = np.asarray(dataset.sampler.labels, dtype=np.int64)[kept]
     size = batch_size or dataset.sampler.batch_size
     if len(kept) == 0:
@@ -165,7 +196,7 @@ def _pairs(dataset: tf.data.Dataset) -> Iterator[tuple[Any, Any]]:
 
 
 def embed_dataset(
-    model: keras.Model, dataset: Any, *, batch_size: int | None = None
+    model: keras.Model, dataset: Any, *, batch_size: int | None = None, samples: Any = None
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Embeds every sample of `dataset` once, in order, with the model in inference mode.
 
@@ -183,19 +214,27 @@ def embed_dataset(
             indices), or a tuple `(images, labels)` of arrays.
         batch_size: Images per batch for a balanced dataset or arrays (default: the
             dataset's P x K; 64 for arrays). Other datasets keep their own batches.
+        samples: A balanced dataset only: positions in `dataset.file_paths` to embed
+            instead of every file, in the order given (see `sequential_dataset`).
 
     Returns:
         `(embeddings, labels)`: the model's outputs `(N, dim)` and the N labels.
 
     Raises:
-        TypeError: If `dataset` is none of the above.
+        TypeError: If `dataset` is none of the above, or `samples` is given for another
+            kind of dataset or is not integer positions.
         ValueError: If the model's output is not `(batch, dim)`, labels have a shape that
             is not a label vector or one-hot, or a file cannot be loaded (named).
     """
     size = _check_batch_size(batch_size)
     outputs: list[np.ndarray[Any, Any]] = []
+    if samples is not None and not is_balanced_dataset(dataset):
+        raise TypeError(
+            "`samples` selects files of a balanced dataset; this dataset is not one. "
+            f"Received: dataset of type {type(dataset).__name__}"
+        )
     if is_balanced_dataset(dataset):
-        images, labels = _sequential(dataset, size)
+        images, labels = _sequential(dataset, size, samples)
         batches = iter(images)
         while True:
             try:

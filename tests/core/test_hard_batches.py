@@ -324,6 +324,40 @@ def test_a_new_table_applies_from_the_next_epoch_never_mid_epoch():
     assert sampler.hard_batch_stats(2) is None
 
 
+def test_a_table_can_be_set_for_a_later_epoch_and_replaced_before_it():
+    labels, table = clusters(num_clusters=6, p=3, size=6, k=2)
+    other, third = np.roll(table, 1, axis=1), np.roll(table, 2, axis=1)
+    kwargs = {"safe_triplet": True, "seed": 4}
+    sampler = BalancedBatchSampler(labels, 3, 2, class_neighbors=table, **kwargs)
+    assert sampler.set_class_neighbors(other, from_epoch=2) == 2
+    assert sampler.class_neighbors_for(1).tolist() == table.tolist()
+    assert sampler.class_neighbors_for(2).tolist() == other.tolist()
+    assert sampler.set_class_neighbors(third, from_epoch=3) == 3
+    assert sampler.class_neighbors_for(2).tolist() == other.tolist()
+    # A table set for an epoch replaces what was set for that epoch and later ones.
+    assert sampler.set_class_neighbors(None, from_epoch=2) == 2
+    assert sampler.class_neighbors_for(5) is None
+    assert sampler.set_class_neighbors(third, from_epoch=3) == 3
+    played = [list(sampler) for _ in range(4)]
+    for epoch, source in enumerate([table, table, None, third]):
+        expected = BalancedBatchSampler(labels, 3, 2, class_neighbors=source, **kwargs)
+        assert played[epoch] == [b.tolist() for b in expected.plan(epoch)]
+
+
+def test_from_epoch_before_the_first_epoch_not_started_is_refused():
+    labels, table = clusters(num_clusters=6, p=3, size=6, k=2)
+    sampler = BalancedBatchSampler(labels, 3, 2, safe_triplet=True, seed=1)
+    iterator = iter(sampler)
+    next(iterator)  # epoch 0 started
+    with pytest.raises(ValueError, match=r"`from_epoch` must be at least 1, the first epoch not"):
+        sampler.set_class_neighbors(table, from_epoch=0)
+    with pytest.raises(ValueError, match=r"`from_epoch` must be an integer >= 0"):
+        sampler.set_class_neighbors(table, from_epoch=-1)
+    with pytest.raises(TypeError, match="from_epoch"):
+        sampler.set_class_neighbors(table, from_epoch=1.5)
+    assert sampler.class_neighbors_for(1) is None
+
+
 def test_replaced_tables_are_forgotten_and_their_epochs_refused():
     labels, table = clusters(num_clusters=6, p=3, size=6, k=2)
     sampler = BalancedBatchSampler(labels, 3, 2, safe_triplet=True, seed=9, class_neighbors=table)
