@@ -88,6 +88,10 @@ class SamplingOptions:
     class_weights: Any
     small_classes: str
     split_by: Literal["samples", "classes"]
+    categories: Any
+    """None or a mapping {label or class name: category}, checked against the labels later."""
+    categories_per_batch: int
+    hard_batch_fraction: float
 
     @property
     def split_seed(self) -> int:
@@ -297,6 +301,9 @@ def check_sampling_options(
     class_weights: object,
     small_classes: object,
     split_by: object,
+    categories: object = None,
+    categories_per_batch: object = 1,
+    hard_batch_fraction: object = 1.0,
 ) -> SamplingOptions:
     """Validates the batching and splitting arguments.
 
@@ -320,6 +327,11 @@ def check_sampling_options(
         small_classes: "pad", "drop" or "error" (non-default values need
             `safe_triplet=True`).
         split_by: "samples" or "classes".
+        categories: None or a mapping {label or class name: category}
+            (needs `safe_triplet=True`; checked against the labels when the
+            sampler is built).
+        categories_per_batch: Categories per batch (with `categories`).
+        hard_batch_fraction: The share of hard-class batches, in [0, 1].
 
     Returns:
         The validated `SamplingOptions`.
@@ -337,6 +349,9 @@ def check_sampling_options(
         class_weights=class_weights,
         small_classes=small_classes,
         shuffle=shuffle,
+        categories=categories,
+        hard_batch_fraction=hard_batch_fraction,
+        categories_per_batch=categories_per_batch,
     )
     seed_int = check_seed(seed)
     do_shuffle = bool(shuffle)
@@ -358,6 +373,9 @@ def check_sampling_options(
         class_weights=class_weights,
         small_classes=str(small_classes),
         split_by=split_by,  # type: ignore[arg-type]
+        categories=categories,
+        categories_per_batch=int(categories_per_batch),  # type: ignore[call-overload]
+        hard_batch_fraction=float(hard_batch_fraction),  # type: ignore[arg-type]
     )
 
 

@@ -8,6 +8,7 @@ and attach `class_names`, `file_paths`, `sampler` and `skipped_files`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -72,6 +73,9 @@ def check_dataset_options(
     class_weights: object,
     small_classes: object,
     split_by: object,
+    categories: object = None,
+    categories_per_batch: object = 1,
+    hard_batch_fraction: object = 1.0,
     verbose: object,
     on_bad_image: object,
     verify_images: object,
@@ -107,6 +111,9 @@ def check_dataset_options(
             class_weights=class_weights,
             small_classes=small_classes,
             split_by=split_by,
+            categories=categories,
+            categories_per_batch=categories_per_batch,
+            hard_batch_fraction=hard_batch_fraction,
         ),
         verbose=check_bool("verbose", verbose),
         on_bad_image=check_on_bad_image(on_bad_image),
@@ -155,6 +162,34 @@ def check_labels_for_mode(
             )
 
 
+def categories_by_label(categories: Any, class_names: list[str]) -> Any:
+    """`categories` with its class-name keys turned into labels (indices in `class_names`).
+
+    Args:
+        categories: None or a mapping {label or class name: category}.
+        class_names: The dataset's class names (label `i` is `class_names[i]`).
+
+    Returns:
+        None, or a mapping {label: category}; anything else is returned as
+        given, for the sampler to reject.
+
+    Raises:
+        ValueError: If a string key is not one of `class_names`.
+    """
+    if not isinstance(categories, Mapping):
+        return categories
+    index = {name: label for label, name in enumerate(class_names)}
+    unknown = [key for key in categories if isinstance(key, str) and key not in index]
+    if unknown:
+        shown = ", ".join(repr(name) for name in unknown[:5])
+        raise ValueError(
+            f"`categories` keys must be labels or class names; {len(unknown)} key(s) name no "
+            f"class: {shown}. Classes: {class_names[:10]}"
+            + (" ..." if len(class_names) > 10 else "")
+        )
+    return {index[key] if isinstance(key, str) else key: value for key, value in categories.items()}
+
+
 def label_names(labels: np.ndarray[Any, Any], class_names: list[str]) -> dict[int, str]:
     """The class name of each label value, for messages.
 
@@ -193,6 +228,9 @@ def _one_dataset(
             shuffle=shuffle,
             seed=sampling.seed,
             class_names=names,
+            categories=categories_by_label(sampling.categories, class_names),
+            categories_per_batch=sampling.categories_per_batch,
+            hard_batch_fraction=sampling.hard_batch_fraction,
         )
     except ValueError as error:
         if subset is None:

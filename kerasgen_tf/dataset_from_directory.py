@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,9 @@ def balanced_image_dataset_from_directory(
     class_weights: str | float | Mapping[int, float] | Sequence[float] = "proportional",
     small_classes: str = "pad",
     split_by: str = "samples",
+    categories: Mapping[int | str, Hashable] | None = None,
+    categories_per_batch: int = 1,
+    hard_batch_fraction: float = 1.0,
     on_bad_image: str = "error",
     verify_images: bool = False,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -188,6 +191,21 @@ def balanced_image_dataset_from_directory(
         split_by: `"samples"` (default: a stratified split, every class on
             both sides) or `"classes"` (whole classes on each side, for
             open-set evaluation).
+        categories: Only with `safe_triplet=True`: hard-class batches by
+            category, as OML's `CategoryBalanceSampler`. A mapping
+            `{class: category}` whose keys are labels or class names
+            (`class_names`), with a category for every class of the
+            dataset. A share `hard_batch_fraction` of every epoch's batches
+            takes its P classes from `categories_per_batch` categories;
+            quotas and coverage stay those of the plain plan (see
+            `balanced_sampler.BalancedBatchSampler`).
+        categories_per_batch: With `categories`: the categories a batch
+            takes its classes from (default 1, at most P).
+        hard_batch_fraction: Only with `safe_triplet=True`: the share of
+            every epoch's batches dealt as hard-class batches, in [0, 1]
+            (default 1.0), once the sampler has `categories` or a neighbour
+            table (`sampler.set_class_neighbors`, or the callback
+            `kerasgen_tf.ClassNeighborRefresh`).
         on_bad_image: What happens when a file cannot be loaded (missing,
             empty, not an image, truncated or corrupt): `"error"` (default)
             stops iteration with a `tf.errors.InvalidArgumentError` that
@@ -246,6 +264,9 @@ def balanced_image_dataset_from_directory(
         class_weights=class_weights,
         small_classes=small_classes,
         split_by=split_by,
+        categories=categories,
+        categories_per_batch=categories_per_batch,
+        hard_batch_fraction=hard_batch_fraction,
         verbose=verbose,
         on_bad_image=on_bad_image,
         verify_images=verify_images,

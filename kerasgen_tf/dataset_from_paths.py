@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,9 @@ def balanced_image_dataset_from_paths(
     class_weights: str | float | Mapping[int, float] | Sequence[float] = "proportional",
     small_classes: str = "pad",
     split_by: str = "samples",
+    categories: Mapping[int | str, Hashable] | None = None,
+    categories_per_batch: int = 1,
+    hard_batch_fraction: float = 1.0,
     on_bad_image: str = "error",
     verify_images: bool = False,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -160,6 +163,21 @@ def balanced_image_dataset_from_paths(
         small_classes: Only with `safe_triplet=True`: `"pad"`, `"drop"` or
             `"error"`.
         split_by: `"samples"` (stratified) or `"classes"`.
+        categories: Only with `safe_triplet=True`: hard-class batches by
+            category, as OML's `CategoryBalanceSampler`. A mapping
+            `{class: category}` whose keys are labels or class names
+            (`class_names`), with a category for every class of the
+            dataset. A share `hard_batch_fraction` of every epoch's batches
+            takes its P classes from `categories_per_batch` categories;
+            quotas and coverage stay those of the plain plan (see
+            `balanced_sampler.BalancedBatchSampler`).
+        categories_per_batch: With `categories`: the categories a batch
+            takes its classes from (default 1, at most P).
+        hard_batch_fraction: Only with `safe_triplet=True`: the share of
+            every epoch's batches dealt as hard-class batches, in [0, 1]
+            (default 1.0), once the sampler has `categories` or a neighbour
+            table (`sampler.set_class_neighbors`, or the callback
+            `kerasgen_tf.ClassNeighborRefresh`).
         on_bad_image: `"error"` (default: stop, naming the file and what is
             wrong) or `"skip"` (replace it by another image of its class and
             warn once); see `balanced_image_dataset_from_directory`.
@@ -197,6 +215,9 @@ def balanced_image_dataset_from_paths(
         class_weights=class_weights,
         small_classes=small_classes,
         split_by=split_by,
+        categories=categories,
+        categories_per_batch=categories_per_batch,
+        hard_batch_fraction=hard_batch_fraction,
         verbose=verbose,
         on_bad_image=on_bad_image,
         verify_images=verify_images,
