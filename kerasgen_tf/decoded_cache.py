@@ -267,7 +267,10 @@ class DecodedCache:
             )
 
         signature = [tf.TensorSpec((None,), tf.int64)]
-        return tf.function(decode, input_signature=signature, autograph=False)
+        # Traced now, as `Dataset.map` traces its function when the dataset is built.
+        return tf.function(
+            decode, input_signature=signature, autograph=False
+        ).get_concrete_function()
 
     def _memory_loader(
         self, decode: Any, row_table: tf.Tensor | None, shape: tuple[int | None, ...]
@@ -279,7 +282,7 @@ class DecodedCache:
             self._scatter,
             input_signature=[tf.TensorSpec((None,), tf.int64), tf.TensorSpec(None, self._dtype)],
             autograph=False,
-        )
+        ).get_concrete_function()
 
         def fill(rows: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
             # One Python call per batch that has rows not stored yet.
