@@ -59,7 +59,7 @@ process share one cache).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -77,6 +77,9 @@ __all__ = ["DecodedCache", "install_cache_method", "open_decoded_cache", "to_sto
 
 # Images of one batch decoded concurrently while filling.
 _PARALLEL_IMAGES = 16
+
+# Decode functions shared by loaders with equal `decoder_key`s (see `batch_loader`).
+_DECODERS: dict[Hashable, Any] = {}
 
 
 def to_storage(images: np.ndarray[Any, Any], dtype: str) -> np.ndarray[Any, Any]:
@@ -217,6 +220,7 @@ class DecodedCache:
         load_image: Callable[[tf.Tensor], tf.Tensor],
         batch_size: int | None = None,
         rows: np.ndarray[Any, Any] | None = None,
+        decoder_key: Hashable | None = None,
     ) -> Callable[[tf.Tensor], tf.Tensor]:
         """Returns the map function `planned batch of indices -> float32 images`.
 
@@ -228,6 +232,13 @@ class DecodedCache:
             rows: The cache row of each sample (`rows[i]` for
                 `file_paths[i]`), when several datasets share one cache
                 (training and validation); default: row i is sample i.
+            decoder_key: A value that identifies `load_image` (e.g. the
+                image options and the format-check flag): loaders with equal
+                keys share one decode function per process. TensorFlow's
+                first eager call of a function costs 0.1-0.4 s (it is
+                instantiated and optimised); sharing pays it once for the
+                training and validation datasets, rebuilt and distributed
+                pipelines. None: not shared.
 
         Returns:
             A function of a 1-D int64 tensor of sample indices returning a
@@ -238,39 +249,48 @@ class DecodedCache:
                 f"`rows` must give one cache row per file: {len(rows)} rows for "
                 f"{len(file_paths)} files."
             )
-        path_table = tf.constant(list(file_paths), dtype=tf.string)
+        path_array = np.asarray(list(file_paths), dtype=object)
         row_table = None if rows is None else tf.constant(np.asarray(rows, dtype=np.int64))
         shape = (batch_size, *self.layout.image_shape)
-        decode = self._decoder(path_table, load_image)
+        decode_paths = self._decoder(load_image, decoder_key)
+
+        def decode(index: np.ndarray[Any, Any]) -> tf.Tensor:
+            with tf.device("/CPU:0"):
+                return decode_paths(tf.constant(path_array[index].tolist(), dtype=tf.string))
+
         if self.file is None:
             return self._memory_loader(decode, row_table, shape)
         return self._disk_loader(decode, row_table, shape)
 
-    def _decoder(self, path_table: tf.Tensor, load_image: Callable[[tf.Tensor], tf.Tensor]) -> Any:
-        """A concrete function: sample indices -> images in the storage dtype.
+    def _decoder(self, load_image: Callable[[tf.Tensor], tf.Tensor], key: Hashable | None) -> Any:
+        """A concrete function: file paths -> images in the storage dtype.
 
-        Called eagerly (from Python), so TensorFlow instantiates it once
-        per process, not once per iterator.
+        Called eagerly (from Python), so TensorFlow instantiates it once per
+        process, not once per iterator (epoch) as it would inside the map
+        function.
         """
+        shared = None if key is None else (key, self.layout.image_shape, self.layout.dtype)
+        if shared is not None and shared in _DECODERS:
+            return _DECODERS[shared]
         spec = tf.TensorSpec(self.layout.image_shape, self._dtype)
         dtype = self._dtype
 
         def load_stored(path: tf.Tensor) -> tf.Tensor:
             return _to_storage_tf(load_image(path), dtype)
 
-        def decode(index: tf.Tensor) -> tf.Tensor:
+        def decode(paths: tf.Tensor) -> tf.Tensor:
             return tf.map_fn(
-                load_stored,
-                tf.gather(path_table, index),
-                fn_output_signature=spec,
-                parallel_iterations=_PARALLEL_IMAGES,
+                load_stored, paths, fn_output_signature=spec, parallel_iterations=_PARALLEL_IMAGES
             )
 
-        signature = [tf.TensorSpec((None,), tf.int64)]
+        signature = [tf.TensorSpec((None,), tf.string)]
         # Traced now, as `Dataset.map` traces its function when the dataset is built.
-        return tf.function(
+        function = tf.function(
             decode, input_signature=signature, autograph=False
         ).get_concrete_function()
+        if shared is not None:
+            _DECODERS[shared] = function
+        return function
 
     def _memory_loader(
         self, decode: Any, row_table: tf.Tensor | None, shape: tuple[int | None, ...]
@@ -278,20 +298,15 @@ class DecodedCache:
         images, filled = self._images, self._filled
         assert images is not None
         assert filled is not None
-        scatter = tf.function(
-            self._scatter,
-            input_signature=[tf.TensorSpec((None,), tf.int64), tf.TensorSpec(None, self._dtype)],
-            autograph=False,
-        ).get_concrete_function()
 
         def fill(rows: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-            # One Python call per batch that has rows not stored yet.
+            # One Python call per batch that has rows not stored yet; eager ops.
             rows_np, index_np = rows.numpy(), index.numpy()
             with tf.device("/CPU:0"):
                 missing = ~np.asarray(tf.gather(filled, rows_np))
                 todo, first = np.unique(rows_np[missing], return_index=True)
                 if len(todo):
-                    scatter(tf.constant(todo), decode(tf.constant(index_np[missing][first])))
+                    self._scatter(tf.constant(todo), decode(index_np[missing][first]))
             return tf.constant(len(todo), tf.int32)
 
         def load_batch(index: tf.Tensor) -> tf.Tensor:
@@ -321,9 +336,7 @@ class DecodedCache:
             missing = ~file.filled[rows_np]
             if missing.any():
                 todo, first = np.unique(rows_np[missing], return_index=True)
-                with tf.device("/CPU:0"):
-                    decoded = decode(tf.constant(index.numpy()[missing][first])).numpy()
-                file.write(todo, decoded)
+                file.write(todo, decode(index.numpy()[missing][first]).numpy())
             return file.read(rows_np)
 
         def load_batch(index: tf.Tensor) -> tf.Tensor:

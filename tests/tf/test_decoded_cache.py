@@ -342,3 +342,19 @@ def test_dataset_cache_freezes_the_plan_and_the_replacement_does_not(tree):
     )
     on_disk = ds.cache(str(tree) + ".kgcache")
     assert len(play(on_disk)) == len(sampler.plan(0))
+
+
+def test_loaders_with_equal_decoder_keys_share_one_decode_function(tree):
+    opts = options()
+    paths, _, _ = index_directory(tree)
+    first = open_decoded_cache("memory", paths, opts.image_shape, "bilinear", {})
+    second = open_decoded_cache("memory", paths[:5], opts.image_shape, "bilinear", {})
+    load = make_image_loader(opts)
+    key = (opts, False)
+    assert first._decoder(load, key) is second._decoder(load, key)
+    assert first._decoder(load, None) is not first._decoder(load, None)
+    loader = second.batch_loader(paths[:5], load, decoder_key=key)
+    np.testing.assert_array_equal(
+        loader(tf.constant([4, 0], tf.int64)).numpy(),
+        to_storage(reference([paths[4], paths[0]], opts), "uint8").astype(np.float32),
+    )
