@@ -61,5 +61,5 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Runs the benchmarks and prints their tables (slow: minutes)."""
     session.install(".[tensorflow]", "pillow", "scikit-learn")
-    for script in ("bench_sampler.py", "bench_indexing.py", "bench_pipeline.py"):
+    for script in ("bench_sampler.py", "bench_indexing.py", "bench_pipeline.py", "bench_cache.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
