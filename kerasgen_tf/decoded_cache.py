@@ -18,20 +18,25 @@ plan source (live sampler or materialised epochs; untouched by the cache)
 The cache stores images per sample (never per batch), so every epoch is
 still the sampler's own plan: reshuffled, exact P x K, same `len`.
 
-**Mechanism (measured on this project's 2-core machine, see
-`benchmarks/bench_cache.py --mechanisms`).** In memory, the images live in
-a `tf.Variable` of shape (N, *image_shape) (uint8 or float16, see
-`balanced_sampler.decoded_cache.storage_dtype`) and a boolean `filled`
-variable; a cached batch is a `tf.gather` in the graph, with no Python
-and no GIL: 12-13x the CPU throughput of a plain `tf.data` decode pipeline
-at 128x128, against 6-8x for a numpy array gathered by a `py_function` or
-yielded by `from_generator`. Filling runs in a `py_function` that calls a
-`tf.function` eagerly: that function is instantiated once per process,
-while a decode inside the map function is instantiated again for every
-iterator (every epoch), which costs 25-30 ms per epoch (a While / If with
-the decode inside doubled the time of a 600-image cached epoch). The
-variables are allocated without being zeroed (`Empty`), so memory is
-committed as rows are filled.
+**Mechanism (measured on this project's 2-core machine with
+`python benchmarks/bench_cache.py --mechanisms`: 600 JPEGs, 128x128, CPU
+time per image against a plain `tf.data` decode pipeline).** In memory,
+the images live in a `tf.Variable` of shape (N, *image_shape) (uint8 or
+float16, see `balanced_sampler.decoded_cache.storage_dtype`) and a boolean
+`filled` variable; a cached batch is a `tf.gather` in the graph, with no
+Python and no GIL: 12.3x with a materialised plan, against 6.1x for a
+numpy array gathered by one `py_function` per batch, 4.0x for a
+`np.memmap` and 5.3x for `from_generator` yielding the gathered images
+(live plan). The plan source matters as much: `from_generator` with one
+element per batch costs ~20 ms per epoch plus ~0.3 ms per batch and
+holds every mechanism near 4-6x; a live source with one Python call per
+epoch reaches 10.7x. Filling runs in a `py_function` that calls a
+`tf.function` eagerly: TensorFlow instantiates it once per process (0.1-0.4
+s, shared by loaders with equal `decoder_key`s), while a decode inside the
+map function (a While in an If) is instantiated again for every iterator,
+25-30 ms per epoch, which doubled the time of a 600-image cached epoch. The
+If that skips the fill costs 5-15 ms per epoch. The variables are allocated
+without being zeroed (`Empty`), so memory is committed as rows are filled.
 
 On disk (`CacheFile`, a memory-mapped file), a batch is read by one
 `py_function` call (numpy gather from the mapping; missing rows decoded,
@@ -49,9 +54,9 @@ cannot be decoded makes the batch fail as without the cache (as an
 drops like any other), and nothing of that batch is stored; the bad-file
 guard rebuilds it and stores its images with `store()`.
 
-Not for tf.data service: its workers run neither Python nor a dataset
-that captures a variable, so the cache applies to pipelines run in the
-training process (the builders' datasets, `kerasgen_tf.distribute`
+Not for tf.data service: its workers run no Python (the fill is a
+`py_function`) and each worker would hold its own copy; the cache applies
+to pipelines run in the training process (the builders' datasets, `kerasgen_tf.distribute`
 pipelines: each process caches what its pipelines read, pipelines of one
 process share one cache).
 """
