@@ -108,6 +108,19 @@ def to_storage(images: np.ndarray[Any, Any], dtype: str) -> np.ndarray[Any, Any]
     return stored
 
 
+def _plain_variable(value: tf.Tensor, name: str) -> tf.Variable:
+    """A host variable that no `tf.distribute` strategy in scope turns into a mirrored one.
+
+    `tf.Variable(...)` goes through the variable creators of the strategy in
+    scope (under `MirroredStrategy` the cache would be copied to every
+    replica's device); constructing the `ResourceVariable` class directly
+    does not.
+    """
+    from tensorflow.python.ops.resource_variable_ops import ResourceVariable
+
+    return ResourceVariable(value, trainable=False, name=name)
+
+
 def _no_autograph(
     function: Callable[[tf.Tensor], tf.Tensor],
 ) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -147,10 +160,8 @@ class DecodedCache:
                 shape = (layout.num_images, *layout.image_shape)
                 # Not zeroed: the pages are committed as rows are filled.
                 empty = tf.raw_ops.Empty(shape=shape, dtype=self._dtype, init=False)
-                self._images = tf.Variable(empty, trainable=False, name="decoded_cache")
-                self._filled = tf.Variable(
-                    tf.zeros((layout.num_images,), tf.bool), trainable=False, name="filled"
-                )
+                self._images = _plain_variable(empty, "decoded_cache")
+                self._filled = _plain_variable(tf.zeros((layout.num_images,), tf.bool), "filled")
 
     # ------------------------------------------------------------------ state
 

@@ -358,3 +358,15 @@ def test_loaders_with_equal_decoder_keys_share_one_decode_function(tree):
         loader(tf.constant([4, 0], tf.int64)).numpy(),
         to_storage(reference([paths[4], paths[0]], opts), "uint8").astype(np.float32),
     )
+
+
+def test_a_cache_built_inside_a_strategy_scope_stays_one_host_copy(tree):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        store = open_decoded_cache("memory", ["a.png", "b.png"], (2, 2, 3), "bilinear", {})
+    assert type(store._images).__name__ == "ResourceVariable"
+    assert type(store._filled).__name__ == "ResourceVariable"
+    assert "CPU" in store._images.device
+    store.store([1], np.full((1, 2, 2, 3), 7.4, np.float32))
+    np.testing.assert_array_equal(store.read([1]), np.full((1, 2, 2, 3), 7, np.float32))
+    assert store.num_filled == 1
