@@ -173,8 +173,7 @@ class BadFileReport:
     """Applies `on_bad_image` to the bad files of a batch, in the training process.
 
     Called through `tf.py_function` by the pipeline's report stage, only for
-    batches that hold a bad file (or by a decoded cache's fill, which runs in
-    Python anyway: `kerasgen_tf._cached_images`).
+    batches that hold a bad file.
     """
 
     file_paths: Sequence[str]

@@ -248,9 +248,8 @@ def _one_dataset(
         seed_given=options.sampling.seed is not None,
     )
     if cache is not None:
-        pipeline = attrs.evolve(
-            pipeline, load_images=CachedImages.create(cache, loader, report, cache_offset)
-        )
+        cached = CachedImages(cache, loader, offset=cache_offset)
+        pipeline = attrs.evolve(pipeline, load_images=cached)
     dataset = pipeline.build(live_plans(sampler))
     attach(dataset, pipeline, sampler, class_names, file_paths)
     return _with_cache_method(dataset, pipeline, options)
@@ -313,9 +312,7 @@ def _with_cache_method(
         if itself is not None and isinstance(current, CachedImages) and spec == options.cache:
             return itself
         store = _open_cache(spec, list(file_paths), options.image)
-        cached = attrs.evolve(
-            pipeline, load_images=CachedImages.create(store, loader, pipeline.report)
-        )
+        cached = attrs.evolve(pipeline, load_images=CachedImages(store, loader))
         rebuilt = cached.build(live_plans(sampler))
         attach(rebuilt, cached, sampler, class_names, file_paths)
         return _with_cache_method(rebuilt, cached, attrs.evolve(options, cache=spec))

@@ -122,14 +122,14 @@ class Pipeline:
     def finish(self, images: tf.Tensor, labels: tf.Tensor, bad: BadFiles) -> Any:
         """Stage 2, where the batches are consumed: report bad files, encode the labels.
 
-        A batch whose `bad` is statically empty (shape `(0,)`: a decoded
-        cache, whose fill reports the files it decodes itself) skips the
-        report: one conditional less per batch.
+        A batch whose `bad` is statically empty (shape `(0,)`: a decoding
+        stage that can meet no bad file) skips the report: one conditional
+        less per batch.
 
         Returns:
             `images` or `(images, labels)`, as the dataset yields them.
         """
-        if bad.index.shape != (0,):  # a decoding stage that reports itself has none to pass on
+        if bad.index.shape != (0,):
             report = self.report
             message = tf.cond(
                 tf.size(bad.index) > 0,

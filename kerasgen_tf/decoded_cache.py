@@ -236,6 +236,27 @@ class DecodedCache:
         assert self._images is not None
         return tf.cast(tf.gather(self._images, rows), tf.float32)
 
+    def scattered(self, rows: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+        """Graph op (memory cache): stores `values` (storage dtype) in `rows`, then marks them.
+
+        The images are written before their flags, so a batch that sees a
+        row filled gathers its image.
+
+        Returns:
+            True, once both are written.
+        """
+        assert self._images is not None
+        assert self._filled is not None
+        written = tf.raw_ops.ResourceScatterUpdate(
+            resource=self._images.handle, indices=rows, updates=values
+        )
+        with tf.control_dependencies([written]):
+            marked = tf.raw_ops.ResourceScatterUpdate(
+                resource=self._filled.handle, indices=rows, updates=tf.ones_like(rows, tf.bool)
+            )
+        with tf.control_dependencies([marked]):
+            return tf.constant(True)
+
     def all_filled(self, rows: tf.Tensor) -> tf.Tensor:
         """Graph op (memory cache): whether every one of `rows` is filled."""
         assert self._filled is not None
