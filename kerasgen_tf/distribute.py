@@ -372,8 +372,8 @@ def data_service_dataset(
     if pipeline.decoded_cache is not None:
         raise ValueError(
             "`dataset` reads through a decoded cache (built with `cache=`), which lives in "
-            "this process: tf.data service workers decode in processes of their own, run no "
-            "Python, and can neither read nor fill it. Build the dataset without `cache` for "
+            "this process: tf.data service workers decode in processes of their own, which "
+            "can neither read nor fill it. Build the dataset without `cache` for "
             "data_service_dataset (the workers then decode every epoch), or keep the cache "
             f"and decode in this process. Received: dataset.decoded_cache={pipeline.decoded_cache}"
         )
