@@ -67,6 +67,7 @@ def bench(session: nox.Session) -> None:
         "bench_indexing.py",
         "bench_pipeline.py",
         "bench_data_service.py",
+        "bench_cache.py",
     ):
         session.run("python", f"benchmarks/{script}", *session.posargs)
 

@@ -16,6 +16,13 @@ from typing import NoReturn
 import numpy as np
 
 from balanced_sampler import BalancedBatchSampler, index_directory, split
+from balanced_sampler.decoded_cache import (
+    IN_RANGE_INTERPOLATIONS,
+    OVERSHOOTING_INTERPOLATIONS,
+    available_memory,
+    cache_layout,
+    format_bytes,
+)
 from kerasgen.grid import save_batch_grid
 from kerasgen.histogram import save_size_histogram
 from kerasgen.native_stderr import quiet_native_logs_until_exit
@@ -96,6 +103,35 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--follow-links", action="store_true", help="follow symlinked sub-folders")
 
 
+_CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+
+def _add_cache_options(parser: argparse.ArgumentParser) -> None:
+    """The image options `inspect` needs to size the decoded cache."""
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="also print the size of the decoded cache (cache='memory' or a file) for images "
+        "of N x N, or H W",
+    )
+    parser.add_argument(
+        "--color-mode",
+        choices=tuple(_CHANNELS),
+        default="rgb",
+        help="with --image-size: the color mode (default: rgb)",
+    )
+    parser.add_argument(
+        "--interpolation",
+        choices=IN_RANGE_INTERPOLATIONS + OVERSHOOTING_INTERPOLATIONS,
+        default="bilinear",
+        help="with --image-size: the resizing method, which sets the cache's dtype "
+        "(default: bilinear)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the parser of the `kerasgen` command."""
     parser = _Parser(
@@ -117,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also save a histogram of class sizes as a PNG (needs Pillow)",
     )
+    _add_cache_options(inspect)
     preview = commands.add_parser(
         "preview",
         help="render one balanced batch as a grid, a row per class (needs TensorFlow, Pillow)",
@@ -163,6 +200,7 @@ def _sampler(args: argparse.Namespace, labels: np.ndarray) -> BalancedBatchSampl
 
 
 def _inspect(args: argparse.Namespace) -> None:
+    shape = None if args.image_size is None else _cache_image_shape(args)  # checked first
     paths, labels, class_names, kept = _load(args)
     k = args.num_images_per_class
     sizes = np.bincount(labels[kept], minlength=len(class_names))
@@ -185,9 +223,46 @@ def _inspect(args: argparse.Namespace) -> None:
     )
     for line in str(stats).splitlines():
         print(f"  {line}")
+    if shape is not None:
+        _print_cache_size(args, shape, len(kept))
     if args.plot:
         save_size_histogram(nonempty, k, args.plot)
         print(f"Saved the class-size histogram to {args.plot}")
+
+
+def _image_size(args: argparse.Namespace) -> tuple[int, int]:
+    """The (H, W) of `--image-size` (N for N x N, or H W)."""
+    sizes = args.image_size * 2 if len(args.image_size) == 1 else args.image_size
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ValueError(f"--image-size takes N or H W, positive. Received: {args.image_size}")
+    return (sizes[0], sizes[1])
+
+
+def _cache_image_shape(args: argparse.Namespace) -> tuple[int, int, int]:
+    """The (H, W, C) of `--image-size` and `--color-mode`."""
+    return (*_image_size(args), _CHANNELS[args.color_mode])
+
+
+def _print_cache_size(
+    args: argparse.Namespace, shape: tuple[int, int, int], num_images: int
+) -> None:
+    """Prints how much memory (or disk) the decoded cache of these images takes."""
+    layout = cache_layout(num_images, shape, args.interpolation)
+    subset = f" of the {args.subset} subset" if args.validation_split is not None else ""
+    print(
+        f"Decoded cache{subset} ({args.color_mode}, {args.interpolation}): {layout.describe()} "
+        f"({format_bytes(layout.row_nbytes)} per image)."
+    )
+    available = available_memory()
+    if available is None:
+        print("  Available memory: unknown.")
+    elif layout.nbytes <= available:
+        print(f'  Fits in the {format_bytes(available)} of available memory: cache="memory".')
+    else:
+        print(
+            f"  Does not fit in the {format_bytes(available)} of available memory: pass a "
+            "cache file path (cache='/data/train.kgcache') or a smaller image_size."
+        )
 
 
 def _preview(args: argparse.Namespace) -> None:
@@ -197,10 +272,7 @@ def _preview(args: argparse.Namespace) -> None:
     if not 0 <= args.batch < len(plan):
         raise ValueError(f"--batch must be in [0, {len(plan)}). Received: {args.batch}")
     batch = kept[plan[args.batch]]
-    size = args.image_size * 2 if len(args.image_size) == 1 else args.image_size
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"--image-size takes N or H W, positive. Received: {args.image_size}")
-    images = _load_images([paths[i] for i in batch], (size[0], size[1]))
+    images = _load_images([paths[i] for i in batch], _image_size(args))
     save_batch_grid(images, labels[batch], class_names, args.out)
     print(
         f"Saved batch {args.batch} of epoch {args.epoch} ({len(batch)} images, "

@@ -42,6 +42,7 @@ from kerasgen_tf._decode import RISKY_FORMATS
 __all__ = [
     "BadFileReport",
     "BadImageWarning",
+    "checked",
     "describe_file",
     "find_bad_files",
     "problem_before_decoding",
@@ -190,13 +191,13 @@ class BadFileReport:
         """Records, warns, or returns the message of the error to raise ("" for none).
 
         Args:
-            index: `BadFiles.index` of a batch (an eager tensor).
+            index: `BadFiles.index` of a batch (an eager tensor or an array).
             replaced: `BadFiles.replaced`.
 
         Returns:
             The error message, or "" if iteration goes on.
         """
-        rows = zip(index.numpy().tolist(), replaced.numpy().tolist(), strict=True)
+        rows = zip(np.asarray(index).tolist(), np.asarray(replaced).tolist(), strict=True)
         for i, was_replaced in rows:
             path = self.file_paths[i]
             if self.on_bad_image == "error":
@@ -230,6 +231,17 @@ class BadFileReport:
             BadImageWarning,
             stacklevel=2,
         )
+
+
+def checked(message: tf.Tensor, value: tf.Tensor) -> tf.Tensor:
+    """`value`, once `message` (a report's answer) is "": otherwise the error `message`.
+
+    A graph assertion raises it: the user sees the message (it names the
+    file), no Python traceback.
+    """
+    check = tf.debugging.Assert(tf.equal(message, ""), [message], summarize=1)
+    with tf.control_dependencies([check]):
+        return tf.identity(value)
 
 
 def find_bad_files(

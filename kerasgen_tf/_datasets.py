@@ -2,12 +2,17 @@
 
 Shared by `balanced_image_dataset_from_directory` and
 `balanced_image_dataset_from_paths`: check the shared arguments, verify
-the files if asked, split, build one sampler and one pipeline per subset
-and attach `class_names`, `file_paths`, `sampler` and `skipped_files`.
+the files if asked, split, open the decoded cache if asked (one for both
+subsets of `subset="both"`), build one sampler and one pipeline per subset,
+attach `class_names`, `file_paths`, `sampler`, `skipped_files` and
+`decoded_cache`, and make `dataset.cache()` build the per-sample cache
+instead of tf.data's, which would freeze the plan.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from balanced_sampler import BalancedBatchSampler, split
+from balanced_sampler.decoded_cache import MEMORY, check_cache
 from kerasgen_tf._args import (
     ImageOptions,
     SamplingOptions,
@@ -27,8 +33,10 @@ from kerasgen_tf._args import (
 )
 from kerasgen_tf._bad_images import BadFileReport, find_bad_files, warn_dropped
 from kerasgen_tf._batches import BatchLoader
+from kerasgen_tf._cached_images import CachedImages
 from kerasgen_tf._pipeline import Pipeline, attach
 from kerasgen_tf._plans import live_plans
+from kerasgen_tf.decoded_cache import DecodedCache, open_decoded_cache
 
 __all__ = [
     "DatasetOptions",
@@ -51,6 +59,8 @@ class DatasetOptions:
     verbose: bool
     on_bad_image: str
     verify_images: bool
+    cache: str | None
+    """None, "memory" or the path of a cache file (`check_cache`)."""
 
 
 def check_dataset_options(
@@ -79,6 +89,7 @@ def check_dataset_options(
     verbose: object,
     on_bad_image: object,
     verify_images: object,
+    cache: object,
 ) -> DatasetOptions:
     """Validates the arguments shared by the two dataset builders, before any work.
 
@@ -118,6 +129,7 @@ def check_dataset_options(
         verbose=check_bool("verbose", verbose),
         on_bad_image=check_on_bad_image(on_bad_image),
         verify_images=check_bool("verify_images", verify_images),
+        cache=check_cache(cache),
     )
 
 
@@ -203,17 +215,17 @@ def label_names(labels: np.ndarray[Any, Any], class_names: list[str]) -> dict[in
     return dict(enumerate(class_names))
 
 
-def _one_dataset(
+def _sampler(
     file_paths: list[str],
     labels: np.ndarray[Any, Any],
     class_names: list[str],
     options: DatasetOptions,
-    skipped: dict[str, str],
     *,
     shuffle: bool,
     samples_per_epoch: int | None,
     subset: str | None,
-) -> tf.data.Dataset:
+) -> BalancedBatchSampler:
+    """The sampler of one subset; its errors name the subset."""
     sampling = options.sampling
     names = label_names(labels, class_names)
     try:
@@ -240,6 +252,20 @@ def _one_dataset(
             f"The {subset} subset ({len(file_paths)} files of {present} of the "
             f"{len(class_names)} classes) cannot be batched: {error}"
         ) from error
+    return sampler
+
+
+def _one_dataset(
+    file_paths: list[str],
+    sampler: BalancedBatchSampler,
+    class_names: list[str],
+    options: DatasetOptions,
+    skipped: dict[str, str],
+    cache: DecodedCache | None,
+    cache_offset: int,
+) -> tf.data.Dataset:
+    labels = sampler.labels
+    names = label_names(labels, class_names)
     report = BadFileReport(
         file_paths,
         options.image.num_channels,
@@ -257,9 +283,80 @@ def _one_dataset(
         options.label_mode,
         len(class_names),
         report,
-        seed_given=sampling.seed is not None,
+        seed_given=options.sampling.seed is not None,
     )
-    return attach(pipeline.build(live_plans(sampler)), pipeline, sampler, class_names, file_paths)
+    if cache is not None:
+        cached = CachedImages(cache, loader, offset=cache_offset)
+        pipeline = attrs.evolve(pipeline, load_images=cached)
+    dataset = pipeline.build(live_plans(sampler))
+    attach(dataset, pipeline, sampler, class_names, file_paths)
+    return _with_cache_method(dataset, pipeline, options)
+
+
+def cache_image_options(image: ImageOptions) -> dict[str, Any]:
+    """What a cache file's key holds besides the files: every option that changes the pixels.
+
+    With TensorFlow's version: its decoders and resizing give the pixels.
+    """
+    values = attrs.asdict(image)
+    values["image_size"] = list(image.image_size)
+    values["decoder"] = f"tensorflow {tf.__version__}"
+    return values
+
+
+def _open_cache(spec: str, file_paths: list[str], image: ImageOptions) -> DecodedCache:
+    return open_decoded_cache(
+        spec, file_paths, image.image_shape, image.interpolation, cache_image_options(image)
+    )
+
+
+def _with_cache_method(
+    dataset: tf.data.Dataset, pipeline: Pipeline, options: DatasetOptions
+) -> tf.data.Dataset:
+    """Makes `dataset.cache()` give the per-sample decoded cache instead of tf.data's.
+
+    `tf.data.Dataset.cache()` on a dataset of planned batches records the
+    first epoch's batches and replays them in every later epoch: the plan
+    is frozen (the sampler is asked for one epoch only). An attribute set
+    on the dataset shadows the method, so `dataset.cache()` (memory) and
+    `dataset.cache(filename)` (a cache file at that path), the calls Keras'
+    performance guide recommends, return this dataset with the per-sample
+    cache instead: same files, sampler (its epochs continue) and options,
+    every epoch still reshuffled. Datasets derived from it
+    (`dataset.map(f).cache()`) are plain tf.data datasets and keep the trap.
+    """
+    current = pipeline.load_images
+    loader = current.loader if isinstance(current, CachedImages) else current
+    # What a rebuild needs, without a reference from the dataset to itself.
+    this = weakref.ref(dataset)
+    sampler, class_names, file_paths = dataset.sampler, dataset.class_names, dataset.file_paths
+
+    def cache(filename: str | os.PathLike[str] = "", name: str | None = None) -> tf.data.Dataset:
+        """Returns the dataset with a per-sample decoded cache (tf.data's would freeze the plan).
+
+        Args:
+            filename: "" (default, as tf.data: in memory) or the path of a
+                cache file (`cache=` of the dataset builders).
+            name: Ignored (tf.data's op name).
+
+        Returns:
+            The same dataset (same sampler) reading through a per-sample
+            cache; this dataset itself if it already has that cache.
+        """
+        del name
+        spec = check_cache(MEMORY if os.fspath(filename) == "" else filename)
+        assert spec is not None
+        itself = this()
+        if itself is not None and isinstance(current, CachedImages) and spec == options.cache:
+            return itself
+        store = _open_cache(spec, list(file_paths), options.image)
+        cached = attrs.evolve(pipeline, load_images=CachedImages(store, loader))
+        rebuilt = cached.build(live_plans(sampler))
+        attach(rebuilt, cached, sampler, class_names, file_paths)
+        return _with_cache_method(rebuilt, cached, attrs.evolve(options, cache=spec))
+
+    dataset.cache = cache
+    return dataset
 
 
 def _drop_bad_files(
@@ -310,9 +407,14 @@ def make_datasets(
     Returns:
         A dataset, or a `(training, validation)` tuple for `subset="both"`.
         Each carries `skipped_files`, one `{path: reason}` dict shared by
-        both datasets of `subset="both"`. With `options.verify_images`,
+        both datasets of `subset="both"`, and `decoded_cache`, one cache
+        for both (training rows first). With `options.verify_images`,
         every file is decoded once first and those that cannot be loaded
         are dropped (with a `BadImageWarning`), before the split.
+
+    Raises:
+        MemoryError: If `cache="memory"` cannot fit in the available memory
+            (checked before any image is decoded into it).
     """
     check_labels_for_mode(labels, class_names, label_mode)
     options = attrs.evolve(options, label_mode=label_mode)
@@ -323,41 +425,54 @@ def make_datasets(
             file_paths, labels, options.image, skipped, options.verbose
         )
 
-    def make(
-        index: np.ndarray[Any, Any] | None, *, shuffle: bool, spe: int | None, subset: str | None
-    ) -> tf.data.Dataset:
-        paths = file_paths if index is None else [file_paths[i] for i in index.tolist()]
-        subset_labels = labels if index is None else labels[index]
-        if options.verbose and subset is not None:
-            print(f"Using {len(paths)} files for {subset}.")
-        return _one_dataset(
-            paths,
-            subset_labels,
-            class_names,
-            options,
-            skipped,
-            shuffle=shuffle,
-            samples_per_epoch=spe,
-            subset=subset,
-        )
-
     spe = sampling.samples_per_epoch
+    # (indices into file_paths or None for all, shuffle, samples_per_epoch, subset name)
+    subsets: list[tuple[np.ndarray[Any, Any] | None, bool, int | None, str | None]]
     if sampling.validation_split is None:
-        return make(None, shuffle=sampling.shuffle, spe=spe, subset=None)
-    if sampling.subset == "both":
+        subsets = [(None, sampling.shuffle, spe, None)]
+    elif sampling.subset == "both":
         train_index, val_index = split(
             labels, sampling.validation_split, "both", sampling.split_seed, by=sampling.split_by
         )
-        return (
-            make(train_index, shuffle=sampling.shuffle, spe=spe, subset="training"),
-            make(val_index, shuffle=False, spe=None, subset="validation"),
+        subsets = [
+            (train_index, sampling.shuffle, spe, "training"),
+            (val_index, False, None, "validation"),
+        ]
+    else:
+        assert sampling.subset is not None
+        index = split(
+            labels,
+            sampling.validation_split,
+            sampling.subset,
+            sampling.split_seed,
+            by=sampling.split_by,
         )
-    assert sampling.subset is not None
-    index = split(
-        labels,
-        sampling.validation_split,
-        sampling.subset,
-        sampling.split_seed,
-        by=sampling.split_by,
-    )
-    return make(index, shuffle=sampling.shuffle, spe=spe, subset=sampling.subset)
+        subsets = [(index, sampling.shuffle, spe, sampling.subset)]
+    paths, samplers = [], []
+    for chosen, shuffle, samples_per_epoch, subset in subsets:
+        subset_paths = file_paths if chosen is None else [file_paths[i] for i in chosen.tolist()]
+        if options.verbose and subset is not None:
+            print(f"Using {len(subset_paths)} files for {subset}.")
+        paths.append(subset_paths)
+        samplers.append(
+            _sampler(
+                subset_paths,
+                labels if chosen is None else labels[chosen],
+                class_names,
+                options,
+                shuffle=shuffle,
+                samples_per_epoch=samples_per_epoch,
+                subset=subset,
+            )
+        )
+    cache = None
+    if options.cache is not None:  # one cache for all subsets, opened once nothing can fail
+        cache = _open_cache(options.cache, [p for ps in paths for p in ps], options.image)
+    datasets = []
+    offset = 0
+    for subset_paths, sampler in zip(paths, samplers, strict=True):
+        datasets.append(
+            _one_dataset(subset_paths, sampler, class_names, options, skipped, cache, offset)
+        )
+        offset += len(subset_paths)
+    return datasets[0] if len(datasets) == 1 else (datasets[0], datasets[1])

@@ -108,6 +108,7 @@ def balanced_image_dataset_from_paths(
     hard_batch_fraction: float = 1.0,
     on_bad_image: str = "error",
     verify_images: bool = False,
+    cache: str | os.PathLike[str] | None = None,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
     """Generates a `tf.data.Dataset` of balanced batches from a list of image files.
 
@@ -183,16 +184,22 @@ def balanced_image_dataset_from_paths(
             warn once); see `balanced_image_dataset_from_directory`.
         verify_images: If `True`, decode every file once first and drop
             those that cannot be loaded, with a warning. Defaults to `False`.
+        cache: `None` (default), `"memory"` or the path of a cache file:
+            decode each image once and keep it per sample, so later epochs
+            gather their (still reshuffled) batches at memory speed; see
+            `balanced_image_dataset_from_directory`.
 
     Returns:
         A `tf.data.Dataset` (or a `(train, val)` tuple for `subset="both"`)
         carrying `class_names`, `file_paths` and `sampler`, as
-        `balanced_image_dataset_from_directory` returns, and `skipped_files`.
+        `balanced_image_dataset_from_directory` returns, `skipped_files` and
+        `decoded_cache`.
 
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If an argument has a wrong value, or the labels do not
             fit `label_mode` or the batching asked for.
+        MemoryError: If `cache="memory"` cannot fit in the available memory.
     """
     paths = _check_file_paths(file_paths)
     names = check_class_names(class_names)
@@ -221,6 +228,7 @@ def balanced_image_dataset_from_paths(
         verbose=verbose,
         on_bad_image=on_bad_image,
         verify_images=verify_images,
+        cache=cache,
     )
     int_labels, found_names = _labels_and_names(labels, names, len(paths))
     if options.verbose:

@@ -357,7 +357,9 @@ def data_service_dataset(
     Raises:
         TypeError: If `dataset` was not made by kerasgen_tf, or `service`
             is not an address.
-        ValueError: If `num_epochs` or `first_epoch` is out of range.
+        ValueError: If `num_epochs` or `first_epoch` is out of range, or
+            `dataset` has a decoded cache (`cache=`), which workers cannot
+            use.
     """
     service = _check_service(service)
     num_epochs = check_int("num_epochs", num_epochs, minimum=1)
@@ -367,6 +369,14 @@ def data_service_dataset(
             f'`compression` must be "AUTO" or None. Received: compression={compression!r}'
         )
     pipeline, sampler = _source(dataset)
+    if pipeline.decoded_cache is not None:
+        raise ValueError(
+            "`dataset` reads through a decoded cache (built with `cache=`), which lives in "
+            "this process: tf.data service workers decode in processes of their own, which "
+            "can neither read nor fill it. Build the dataset without `cache` for "
+            "data_service_dataset (the workers then decode every epoch), or keep the cache "
+            f"and decode in this process. Received: dataset.decoded_cache={pipeline.decoded_cache}"
+        )
     service_api = tf.data.experimental.service
     dataset_ids = []
     for epoch in range(first_epoch, first_epoch + num_epochs):
