@@ -88,16 +88,11 @@ def build_jpeg_set(data_dir: Path, count: int = 600, classes: int = 30) -> Path:
 
 
 def plain_pipeline(paths: list[str], size: int) -> object:
-    """A plain pipeline: list -> map(read + decode + resize, AUTOTUNE) -> batch(16) -> prefetch."""
-    import tensorflow as tf
+    """`bench_pipeline.plain_pipeline`: list -> map(read + decode + resize) -> batch(P x K)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_pipeline import plain_pipeline as bare
 
-    def load(path: object) -> object:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return tf.image.resize(image, (size, size))
-
-    ds = tf.data.Dataset.from_tensor_slices(paths)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(P * K).prefetch(tf.data.AUTOTUNE)
+    return bare(paths, size, P * K)
 
 
 def ours(root: Path, size: int, **kwargs: object) -> object:

@@ -154,13 +154,11 @@ def _keras(directory: Path, image_size: int) -> object:
     )
 
 
-def _plain(directory: Path, image_size: int) -> object:
+def plain_pipeline(
+    paths: list[str], image_size: int, batch_size: int = BATCH_P * BATCH_K
+) -> object:
     """The bare pipeline: list -> map(read + decode + resize, AUTOTUNE) -> batch -> prefetch."""
-    import glob
-
     import tensorflow as tf
-
-    paths = sorted(glob.glob(os.path.join(directory, "*", "*")))
 
     def load(path: object) -> object:
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -168,7 +166,14 @@ def _plain(directory: Path, image_size: int) -> object:
 
     ds = tf.data.Dataset.from_tensor_slices(paths)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(BATCH_P * BATCH_K).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _plain(directory: Path, image_size: int) -> object:
+    """`plain_pipeline` over the files of `directory`'s class folders."""
+    import glob
+
+    return plain_pipeline(sorted(glob.glob(os.path.join(directory, "*", "*"))), image_size)
 
 
 STARTUP_PIPELINES = {"bare tf.data": _plain, "kerasgen_tf": _ours, "keras": _keras}
