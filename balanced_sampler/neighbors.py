@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from balanced_sampler.checks import as_labels, check_int
-from balanced_sampler.retrieval import check_distance, nearest_neighbors
+from balanced_sampler.retrieval import as_embeddings, check_distance, nearest_neighbors, unit_rows
 
 Floats = npt.NDArray[np.floating[Any]]
 I64 = npt.NDArray[np.int64]
@@ -52,39 +52,6 @@ _KMEANS_SAMPLE = 32
 _CENTROID_COLUMNS = 16
 _BLOCK_ELEMENTS = 1 << 22
 """Scores computed at once when assigning rows to centres (16 MiB in float32)."""
-
-
-def _as_matrix(value: object, name: str) -> Floats:
-    """A 2-D float32 or float64 array of finite values, at least one row."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
-        raise TypeError(
-            f"`{name}` must hold real numbers. Received an array of dtype {array.dtype}"
-        )
-    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
-        raise ValueError(
-            f"`{name}` must be a 2-D array (rows, dimensions) with at least one row and one "
-            f"column. Received shape {array.shape}"
-        )
-    if array.dtype.kind in "iu" or array.dtype.itemsize > 8:
-        array = array.astype(np.float64)
-    elif array.dtype.itemsize < 4:
-        array = array.astype(np.float32)
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(
-            f"`{name}` must be finite: {len(bad)} of its {len(array)} rows hold NaN or inf "
-            f"(the first is row {int(bad[0])})."
-        )
-    return array
-
-
-def _unit_rows(vectors: Floats) -> Floats:
-    """Rows scaled to length 1 (zero rows stay zero)."""
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    result: Floats = vectors / np.maximum(norms, 1e-12)[:, None].astype(vectors.dtype)
-    return result
 
 
 def class_centroids(
@@ -109,7 +76,7 @@ def class_centroids(
         ValueError: If the shapes disagree or an embedding is NaN or inf.
     """
     distance = check_distance(distance)
-    vectors = _as_matrix(embeddings, "embeddings")
+    vectors = as_embeddings(embeddings, "embeddings")
     label_array = as_labels(labels)
     if len(label_array) != len(vectors):
         raise ValueError(
@@ -117,7 +84,7 @@ def class_centroids(
             f"{len(vectors)} labels. Received: {len(label_array)} labels"
         )
     if distance == "cosine":
-        vectors = _unit_rows(vectors)
+        vectors = unit_rows(vectors)
     order = np.argsort(label_array, kind="stable")
     ordered = label_array[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
@@ -167,7 +134,7 @@ def nearest_classes(
         raise ValueError(f"`search` must be one of {SEARCHES}. Received: search={search!r}")
     probes = check_int("num_probes", num_probes, minimum=1)
     seed = check_int("seed", seed, minimum=0)
-    vectors = _as_matrix(centroids, "centroids")
+    vectors = as_embeddings(centroids, "centroids")
     c = len(vectors)
     m = check_int("num_neighbors", num_neighbors, minimum=1)
     if m > c - 1:
@@ -179,7 +146,7 @@ def nearest_classes(
         indices, distances = nearest_neighbors(vectors, num_neighbors=m, distance=distance)
         return indices, distances
     if distance == "cosine":
-        vectors = _unit_rows(vectors)
+        vectors = unit_rows(vectors)
     indices, squared = _clustered_search(vectors, m, probes, seed)
     found: Floats = squared / 2.0 if distance == "cosine" else np.sqrt(squared)
     return indices, found

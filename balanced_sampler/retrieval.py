@@ -45,11 +45,13 @@ from balanced_sampler.checks import check_int, is_int
 __all__ = [
     "DEFAULT_K",
     "DISTANCES",
+    "as_embeddings",
     "check_distance",
     "check_k",
     "check_retrieval_labels",
     "nearest_neighbors",
     "retrieval_metrics",
+    "unit_rows",
 ]
 
 DISTANCES = ("euclidean", "cosine")
@@ -127,8 +129,22 @@ def _check_chunk_size(chunk_size: object) -> int | None:
     return None if chunk_size is None else check_int("chunk_size", chunk_size, minimum=1)
 
 
-def _as_embeddings(value: object, name: str) -> Floats:
-    """A 2-D float32 or float64 array of finite values (float16 -> float32, ints -> float64)."""
+def as_embeddings(value: object, name: str) -> Floats:
+    """Checks and converts a matrix of vectors (embeddings, centroids), one per row.
+
+    Args:
+        value: The array-like to check.
+        name: The argument's name, for the messages.
+
+    Returns:
+        A 2-D float32 or float64 array of finite values (float16 -> float32,
+        ints -> float64).
+
+    Raises:
+        TypeError: If it does not hold real numbers.
+        ValueError: If it is not 2-D with at least one row and one column,
+            or holds NaN or inf.
+    """
     array = np.asarray(value)
     if array.dtype.kind not in "fiu":
         raise TypeError(
@@ -137,7 +153,7 @@ def _as_embeddings(value: object, name: str) -> Floats:
         )
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
         raise ValueError(
-            f"`{name}` must be a 2-D array (num_samples, dim) with at least one row and one "
+            f"`{name}` must be a 2-D array (rows, dimensions) with at least one row and one "
             f"column. Received: {name} of shape {array.shape}"
         )
     if array.dtype.kind in "iu" or array.dtype.itemsize > 8:
@@ -209,8 +225,8 @@ class _Scorer:
         queries = queries.astype(dtype, copy=False)
         self.distance = distance
         if distance == "cosine":
-            self.queries = _normalized(queries)
-            self.references = (-_normalized(references)).T
+            self.queries = unit_rows(queries)
+            self.references = (-unit_rows(references)).T
         else:
             squared = np.einsum("ij,ij->i", references, references)
             query_squared = np.einsum("ij,ij->i", queries, queries)
@@ -239,7 +255,15 @@ class _Scorer:
         return result
 
 
-def _normalized(vectors: Floats) -> Floats:
+def unit_rows(vectors: Floats) -> Floats:
+    """Rows scaled to length 1 (zero rows stay zero), in the dtype of `vectors`.
+
+    Args:
+        vectors: A 2-D float array.
+
+    Returns:
+        The rows divided by their Euclidean norms (at least 1e-12).
+    """
     norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
     result: Floats = vectors / np.maximum(norms, _COSINE_EPS)[:, None]
     return result
@@ -303,7 +327,7 @@ def _prepare_sets(
     query_embeddings: object,
     query_labels: object,
 ) -> tuple[Floats, Floats, Ints, Ints, bool]:
-    references = _as_embeddings(embeddings, "embeddings")
+    references = as_embeddings(embeddings, "embeddings")
     reference_labels = _as_labels(labels, "labels", len(references))
     if (query_embeddings is None) != (query_labels is None):
         raise ValueError(
@@ -315,7 +339,7 @@ def _prepare_sets(
     if query_embeddings is None:
         codes, _ = _encode(reference_labels, reference_labels[:0])
         return references, references, codes, codes, True
-    queries = _as_embeddings(query_embeddings, "query_embeddings")
+    queries = as_embeddings(query_embeddings, "query_embeddings")
     if queries.shape[1] != references.shape[1]:
         raise ValueError(
             "`query_embeddings` and `embeddings` must have the same dimension. Received: "
@@ -508,9 +532,9 @@ def nearest_neighbors(
     """
     distance = check_distance(distance)
     chunk = _check_chunk_size(chunk_size)
-    query_array = _as_embeddings(queries, "queries")
+    query_array = as_embeddings(queries, "queries")
     one_set = references is None
-    reference_array = query_array if one_set else _as_embeddings(references, "references")
+    reference_array = query_array if one_set else as_embeddings(references, "references")
     if reference_array.shape[1] != query_array.shape[1]:
         raise ValueError(
             "`queries` and `references` must have the same dimension. Received: queries of "
