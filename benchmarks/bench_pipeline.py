@@ -214,7 +214,7 @@ def _startup(directory: Path, repeats: int) -> dict[str, list[float]]:
     return times
 
 
-def _epoch_rate(ds: Iterable[object]) -> tuple[float, float]:
+def epoch_rate(ds: Iterable[object]) -> tuple[float, float]:
     """Plays one full epoch: images per second, and per CPU second of this process."""
     start, cpu = time.perf_counter(), time.process_time()
     images = 0
@@ -236,12 +236,12 @@ def _throughput(
         pipelines do per image.
     """
     for ds in pipelines.values():
-        _epoch_rate(ds)  # type: ignore[arg-type]
+        epoch_rate(ds)  # type: ignore[arg-type]
     rates: dict[str, list[float]] = {name: [] for name in pipelines}
     per_cpu: dict[str, list[float]] = {name: [] for name in pipelines}
     for _ in range(epochs):
         for name, ds in pipelines.items():
-            rate, efficiency = _epoch_rate(ds)  # type: ignore[arg-type]
+            rate, efficiency = epoch_rate(ds)  # type: ignore[arg-type]
             rates[name].append(rate)
             per_cpu[name].append(efficiency)
     return rates, per_cpu
