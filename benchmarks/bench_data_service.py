@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_pipeline import BATCH_K, BATCH_P, DEFAULT_DATA_DIR, build_photo_set
+from bench_pipeline import BATCH_K, BATCH_P, DEFAULT_DATA_DIR, build_photo_set, epoch_rate
 
 
 def _worker(dispatcher_address: str) -> None:
@@ -49,14 +49,6 @@ def _worker(dispatcher_address: str) -> None:
     )
     print("ready", flush=True)
     worker.join()
-
-
-def _epoch_rate(dataset: object) -> float:
-    start = time.perf_counter()
-    images = 0
-    for images_batch, _ in dataset:  # type: ignore[attr-defined]
-        images += int(images_batch.shape[0])
-    return images / (time.perf_counter() - start)
 
 
 def _epoch_rates_in_one_job(dataset: object, batches_per_epoch: int) -> list[float]:
@@ -151,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                         first_epoch=epoch,
                         compression=compression,
                     )
-                rate = _epoch_rate(dataset)
+                rate = epoch_rate(dataset)[0]  # type: ignore[arg-type]
                 if epoch:
                     rates[name].append(rate)
         # One job for all the epochs: the first epoch (job start) is left out.
@@ -159,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         first = args.epochs + 1
         for name in settings:
             if name == "local":
-                in_job[name] = [_epoch_rate(ds) for _ in range(args.epochs)]
+                in_job[name] = [epoch_rate(ds)[0] for _ in range(args.epochs)]
                 continue
             dataset = data_service_dataset(
                 ds,
